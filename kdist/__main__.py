@@ -1,0 +1,7 @@
+"""`python -m kdist`: the same as the `kdist` console script."""
+
+import sys
+
+from kdist.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""Collect stage: pull a slice's binaries into fresh staging, verify them, then move them in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from kdist import binfmt
+from kdist.errors import CommandFailed, IntegrityError, TransferError
+from kdist.model import Artifact, Platform, Slice
+from kdist.transport import Transport
+
+
+async def collect_slice(
+    transport: Transport,
+    slc: Slice,
+    dest: Path,
+    expected: tuple[str, ...] | None,
+    relative_to: Path,
+) -> tuple[Artifact, ...]:
+    """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
+    try:
+        result = await transport.pull(slc.artifacts, staging)
+        if not result.ok:
+            msg = f"{slc.host}: pull of {slc.artifacts} failed (rsync exit {result.returncode})"
+            raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
+        names = verify_staging(staging, slc.platform, expected, slc.host)
+        staging.chmod(0o755)  # mkdtemp made it private
+        _replace_dir(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tuple(_artifact(dest / name, relative_to) for name in names)
+
+
+def verify_staging(
+    staging: Path, platform: Platform, expected: tuple[str, ...] | None, host: str
+) -> list[str]:
+    """Check what a host sent: regular files only, the expected names, the right architecture.
+
+    Unexpected extra files are removed rather than published; a missing expected file fails the
+    slice; a non-regular entry or a binary for another architecture is an integrity violation.
+    """
+    found: dict[str, os.stat_result] = {}
+    for entry in os.scandir(staging):
+        info = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            msg = f"{host}: {platform}: {entry.name!r} is not a regular file; refused"
+            raise IntegrityError(msg)
+        found[entry.name] = info
+    if expected is not None:
+        missing = sorted(set(expected) - set(found))
+        if missing:
+            msg = f"{host}: {platform}: build did not produce {', '.join(missing)}"
+            raise CommandFailed(msg, 0)
+        for extra in set(found) - set(expected):
+            (staging / extra).unlink()
+        names = sorted(expected)
+    else:
+        names = sorted(found)
+        if not names:
+            msg = f"{host}: {platform}: no artifacts were produced"
+            raise CommandFailed(msg, 0)
+    for name in names:
+        _check_arch(staging / name, platform, host, strict=expected is not None)
+    return names
+
+
+def _check_arch(path: Path, platform: Platform, host: str, *, strict: bool) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(binfmt.HEADER_BYTES)
+    found = binfmt.detect(head)
+    if found is None and not strict:
+        return  # generic projects may ship scripts or data next to their binaries
+    if not binfmt.matches(head, platform):
+        what = f"a {found} binary" if found else "not a recognised executable"
+        msg = f"{host}: {platform}: {path.name} is {what}; refused"
+        raise IntegrityError(msg)
+
+
+def _replace_dir(staging: Path, dest: Path) -> None:
+    # Swap whole directories so readers never see a half-filled platform folder.
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _artifact(path: Path, base: Path) -> Artifact:
+    return Artifact(str(path.relative_to(base)), sha256_file(path), path.stat().st_size)

@@ -1,0 +1,104 @@
+"""Pure argv builders: remote wrappers, rsync push/pull, probes; quoting happens at the edge."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Exit code of the remote wrapper when the working directory is missing.
+NO_WORKDIR = 97
+
+SYNC_EXCLUDES = ("/_output/", "/.git/")
+
+# One probe, one round trip: facts for `hosts check` and platform detection.
+PROBE_SCRIPT = r"""
+printf 'arch=%s\n' "$(uname -m)"
+printf 'os=%s\n' "$(uname -s)"
+for t in make go rsync git; do
+  if command -v "$t" >/dev/null 2>&1; then
+    case "$t" in
+      go) v=$(go version 2>/dev/null) ;;
+      make) v=$(make --version 2>/dev/null | head -n 1) ;;
+      rsync) v=$(rsync --version 2>/dev/null | head -n 1) ;;
+      git) v=$(git --version 2>/dev/null) ;;
+    esac
+    printf 'tool.%s=%s\n' "$t" "$v"
+  else
+    printf 'tool.%s=\n' "$t"
+  fi
+done
+mkdir -p -- "$1" 2>/dev/null
+printf 'workdir_ok=%s\n' "$( [ -d "$1" ] && [ -w "$1" ] && echo 1 || echo 0 )"
+printf 'disk_free_kb=%s\n' "$(df -Pk -- "$1" 2>/dev/null | awk 'NR==2 {print $4}')"
+"""
+
+
+def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
+    """Wrap argv so it runs in `cwd` with `env` added, as one argv for `sh -c` on the host."""
+    script = 'exec env "$@"'
+    if cwd is not None:
+        script = (
+            f'cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}'
+            f"; shift; {script}"
+        )
+    assignments = [f"{k}={v}" for k, v in sorted(env.items())]
+    head = ["sh", "-c", script, "kdist"] + ([cwd] if cwd is not None else [])
+    # `env NAME=VALUE ... cmd`: a first word containing '=' would be taken as an assignment.
+    if argv and "=" in argv[0]:
+        msg = f"command word {argv[0]!r} would be read as an assignment"
+        raise ValueError(msg)
+    return [*head, *assignments, *argv]
+
+
+def to_shell(argv: Sequence[str]) -> str:
+    """Quote argv once for a remote shell (the only place kdist quotes)."""
+    return shlex.join(argv)
+
+
+def probe(workdir: str) -> list[str]:
+    """The `hosts check` / platform detection probe."""
+    return ["sh", "-c", PROBE_SCRIPT, "kdist-probe", workdir]
+
+
+def mkdir(path: str) -> list[str]:
+    """Create a directory and its parents."""
+    return ["mkdir", "-p", "--", path]
+
+
+def remove(path: str) -> list[str]:
+    """Remove a path recursively (used for stale artifacts and `clean --remote`)."""
+    return ["rm", "-rf", "--", path]
+
+
+def write_file(path: str) -> list[str]:
+    """Write stdin to `path` atomically (temp file + rename in the same directory)."""
+    script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp.$$" && mv -f -- "$1.tmp.$$" "$1"'
+    return ["sh", "-c", script, "kdist-write", path]
+
+
+def rsync_push(
+    rsh: str | None, src: Path, dest: str, excludes: Sequence[str] = SYNC_EXCLUDES
+) -> list[str]:
+    """Rsync the tree `src` to `dest` (remote `kdist:dest` when rsh is given), incrementally."""
+    argv = ["rsync", "--recursive", "--links", "--perms", "--times", "--delete", "--protect-args"]
+    argv += [f"--exclude={pattern}" for pattern in excludes]
+    return argv + _rsh(rsh) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
+
+
+def rsync_pull(rsh: str | None, src: str, dest: Path, max_size: str = "2G") -> list[str]:
+    """Rsync the directory `src` into the fresh local folder `dest`: regular files only."""
+    # No --links and no --devices/--specials: symlinks, devices and FIFOs are skipped by rsync,
+    # so a hostile host cannot plant them; the collector re-checks everything anyway.
+    argv = ["rsync", "--recursive", "--times", "--perms", "--protect-args"]
+    argv += [f"--max-size={max_size}", "--chmod=go-w"]
+    return argv + _rsh(rsh) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
+
+
+def _rsh(rsh: str | None) -> list[str]:
+    return [f"--rsh={rsh}"] if rsh else []
+
+
+def _remote(rsh: str | None, path: str) -> str:
+    # The host part is a placeholder: the --rsh helper is already bound to one connection.
+    return f"kdist:{path}" if rsh else path

@@ -1,0 +1,244 @@
+"""Frozen data passed between the stages: platforms, hosts, profiles, plans and results."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+# Go's first-class ports plus the ones Kubernetes and its neighbours ship; anything else is a typo.
+KNOWN_OS = frozenset({"linux", "darwin", "windows", "freebsd", "netbsd", "openbsd", "illumos"})
+KNOWN_ARCH = frozenset(
+    {"amd64", "arm64", "arm", "386", "s390x", "ppc64le", "ppc64", "riscv64", "loong64", "mips64le"}
+)
+
+# `uname -m` spellings mapped to GOARCH, the way kube::util::host_arch does it.
+UNAME_TO_GOARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "armv8l": "arm",
+    "armv6l": "arm",
+    "i386": "386",
+    "i686": "386",
+    "s390x": "s390x",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "riscv64": "riscv64",
+    "loongarch64": "loong64",
+}
+
+# On the build host, not here; per-tree subfolders are created with the user's umask.
+DEFAULT_WORKDIR = "/var/tmp/kdist"  # noqa: S108
+
+_PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9]+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    """A Go build target, `os/arch`."""
+
+    os: str
+    arch: str
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse and check `os/arch`; raise ValueError naming what is wrong."""
+        match = _PLATFORM_RE.fullmatch(text.strip())
+        if not match:
+            msg = f"{text!r} is not of the form os/arch (e.g. linux/arm64)"
+            raise ValueError(msg)
+        os_, arch = match.groups()
+        if os_ not in KNOWN_OS:
+            msg = f"unknown os {os_!r} in {text!r}"
+            raise ValueError(msg)
+        if arch not in KNOWN_ARCH:
+            msg = f"unknown arch {arch!r} in {text!r}"
+            raise ValueError(msg)
+        return cls(os_, arch)
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.arch}"
+
+    @property
+    def dashed(self) -> str:
+        """The `os-arch` spelling used in tarball and log names."""
+        return f"{self.os}-{self.arch}"
+
+    @property
+    def exe_suffix(self) -> str:
+        """`.exe` on Windows, empty elsewhere."""
+        return ".exe" if self.os == "windows" else ""
+
+
+def parse_platform_list(text: str) -> tuple[Platform, ...]:
+    """Parse a comma (or space) separated platform list, keeping order, dropping duplicates."""
+    seen: dict[Platform, None] = {}
+    for word in re.split(r"[,\s]+", text.strip()):
+        if word:
+            seen.setdefault(Platform.parse(word), None)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One build host of the inventory, with every default already applied."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str | None = None
+    identity_file: Path | None = None
+    known_hosts: Path | None = None
+    workdir: str = DEFAULT_WORKDIR
+    capacity: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    platforms: tuple[Platform, ...] | None = None  # None: detect with `uname -m`
+    labels: tuple[str, ...] = ()
+    local: bool = False  # the head node itself: no SSH, builds in the source tree
+
+
+LOCAL_HOST = Host(name="local", address="localhost", local=True)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The validated host inventory, in file order."""
+
+    hosts: tuple[Host, ...]
+    source: str = "<built-in>"
+
+    def host(self, name: str) -> Host | None:
+        """Return the host called `name`, or None."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+
+class Layout(str, Enum):
+    """How binaries are collected and packed."""
+
+    GENERIC = "generic"
+    KUBERNETES = "kubernetes"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a project builds, where its binaries land and what to pack."""
+
+    name: str
+    layout: Layout
+    platforms: tuple[Platform, ...]
+    build: tuple[str, ...]  # argv template; {platform} {os} {arch} {version} substituted per word
+    artifacts: str  # directory template relative to the source root
+    env: Mapping[str, str] = field(default_factory=dict)
+    build_what: tuple[str, ...] = ()  # argv template for `kdist build WHAT...`; {what} is the list
+    test: tuple[str, ...] = ()  # argv template for the unit tests, run once before packaging
+    source: str = "<built-in>"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """The version decided once on the head node and handed to every host."""
+
+    version: str
+    commit: str = ""
+    tree_state: str = "unknown"  # clean | dirty | archive | unknown
+    major: str = ""
+    minor: str = ""
+    source_date_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One platform's share of the build, planned onto one host."""
+
+    platform: Platform
+    host: str
+    cross: bool  # True when the host is not native for the platform (Go cross-compiles)
+    workdir: str  # where this source tree lives on the host
+    argv: tuple[str, ...]  # the build command, already substituted
+    artifacts: str  # directory on the host holding the binaries after the build
+
+    @property
+    def key(self) -> str:
+        """A stable, file-name-safe identifier of the slice."""
+        return self.platform.dashed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which host builds which platform, and with which command."""
+
+    slices: tuple[Slice, ...]
+    env: Mapping[str, Mapping[str, str]]  # per host name: the environment of its builds
+    notes: tuple[str, ...] = ()
+
+    def for_host(self, name: str) -> tuple[Slice, ...]:
+        """The slices planned onto host `name`."""
+        return tuple(s for s in self.slices if s.host == name)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Names of hosts that have work, in first-use order."""
+        return tuple(dict.fromkeys(s.host for s in self.slices))
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command left behind, shaped like subprocess.CompletedProcess."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.returncode == 0
+
+    def tail(self, lines: int = 10) -> str:
+        """The last `lines` lines of combined output, for error messages."""
+        text = (self.stdout + ("\n" + self.stderr if self.stderr else "")).rstrip("\n")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Status(str, Enum):
+    """How a slice ended."""
+
+    OK = "ok"
+    FAILED = "failed"  # the build itself said no
+    INFRA = "infra"  # host, network or transfer failure
+    INTEGRITY = "integrity"  # what came back failed verification
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified binary in the output tree."""
+
+    path: str  # relative to the output directory
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """The outcome of one slice: data, never an exception."""
+
+    slice: Slice
+    status: Status
+    duration: float
+    phase: str = "done"  # the phase it was in when it ended
+    error: str = ""
+    log: str = ""  # path of the slice's log file
+    artifacts: tuple[Artifact, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the slice built and its binaries were collected."""
+        return self.status is Status.OK

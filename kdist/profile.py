@@ -1,0 +1,150 @@
+"""Project profiles: how a project builds and what it packs (built-in kubernetes, or kdist.yaml)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kdist import kubernetes
+from kdist import validate as v
+from kdist.errors import ProfileError
+from kdist.loader import load_yaml_file
+from kdist.model import Layout, Platform, Profile
+
+PROFILE_FILE = "kdist.yaml"
+PROFILE_KEYS = ("name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_FIELDS = frozenset({"platform", "os", "arch", "version"})
+
+KUBERNETES = Profile(
+    name="kubernetes",
+    layout=Layout.KUBERNETES,
+    platforms=kubernetes.classes_for().all,
+    build=("make", "cross", "KUBE_BUILD_PLATFORMS={platform}"),
+    build_what=("make", "all", "WHAT={what}", "KUBE_BUILD_PLATFORMS={platform}"),
+    artifacts="_output/local/bin/{os}/{arch}",
+    test=("make", "test"),
+)
+
+
+def is_kubernetes_tree(source: Path) -> bool:
+    """True when `source` looks like a Kubernetes checkout (the way kdist picks the profile)."""
+    return (source / "hack/lib/golang.sh").is_file() and (source / "build/root/Makefile").is_file()
+
+
+def choose_profile(source: Path, profile_file: Path | None = None) -> Profile:
+    """`--profile FILE`, else SOURCE/kdist.yaml, else the built-in kubernetes profile."""
+    if profile_file is not None:
+        return load_profile(profile_file)
+    if (source / PROFILE_FILE).is_file():
+        return load_profile(source / PROFILE_FILE)
+    if is_kubernetes_tree(source):
+        return KUBERNETES
+    msg = (
+        f"{source}: no {PROFILE_FILE} and not a Kubernetes tree "
+        "(hack/lib/golang.sh + build/root/Makefile); pass --profile FILE"
+    )
+    raise ProfileError(msg)
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file."""
+    return parse_profile(load_yaml_file(path, ProfileError), str(path))
+
+
+def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
+    """Validate parsed YAML as a profile; kubernetes layout keys default to the built-in ones."""
+    top = v.Where(source, "", ProfileError)
+    doc = v.mapping(data, top)
+    v.no_unknown_keys(doc, PROFILE_KEYS, top)
+    layout = _layout(doc.get("layout", "generic"), top / "layout")
+    base = KUBERNETES if layout is Layout.KUBERNETES else None
+    required = () if base else ("name", "build", "artifacts")
+    for key in required:
+        if key not in doc:
+            raise (top / key).fail("is required for a generic profile")
+    return Profile(
+        name=_name(doc["name"], top / "name") if "name" in doc else KUBERNETES.name,
+        layout=layout,
+        platforms=_platforms(doc, top, base),
+        build=_template(doc, "build", top, base),
+        build_what=_template(doc, "build_what", top, base, extra={"what"}),
+        artifacts=_artifacts(doc, top, base),
+        env=v.env_mapping(doc.get("env", {}), top / "env"),
+        test=_template(doc, "test", top, base),
+        source=source,
+    )
+
+
+def _layout(value: Any, at: v.Where) -> Layout:  # noqa: ANN401
+    text = v.string(value, at)
+    try:
+        return Layout(text)
+    except ValueError:
+        raise at.fail(f"must be one of: {', '.join(m.value for m in Layout)}") from None
+
+
+def _name(value: Any, at: v.Where) -> str:  # noqa: ANN401
+    text = v.string(value, at)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise at.fail("must be letters, digits, '.', '_' or '-' (it names tarballs)")
+    return text
+
+
+def _platforms(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> tuple[Platform, ...]:
+    if "platforms" in doc:
+        platforms = v.platform_list(doc["platforms"], top / "platforms")
+        if not platforms:
+            raise (top / "platforms").fail("must list at least one platform")
+        return platforms
+    if base:
+        return base.platforms
+    raise (top / "platforms").fail("is required for a generic profile")
+
+
+def _template(
+    doc: Mapping[str, Any],
+    key: str,
+    top: v.Where,
+    base: Profile | None,
+    extra: frozenset[str] | set[str] = frozenset(),
+) -> tuple[str, ...]:
+    if key not in doc:
+        return getattr(base, key) if base else ()
+    at = top / key
+    try:
+        argv = tuple(shlex.split(v.string(doc[key], at)))
+    except ValueError as exc:
+        raise at.fail(f"cannot split into words: {exc}") from exc
+    for word in argv:
+        for name in _PLACEHOLDER.findall(word):
+            if name not in _FIELDS | extra:
+                allowed = ", ".join(f"{{{f}}}" for f in sorted(_FIELDS | extra))
+                raise at.fail(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+    return argv
+
+
+def _artifacts(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> str:
+    if "artifacts" not in doc:
+        return base.artifacts if base else ""
+    at = top / "artifacts"
+    text = v.string(doc["artifacts"], at)
+    if text.startswith("/") or ".." in text.split("/"):
+        raise at.fail("must be a path inside the source tree (relative, without '..')")
+    for name in _PLACEHOLDER.findall(text):
+        if name not in _FIELDS:
+            raise at.fail(f"unknown placeholder {{{name}}}")
+    return text.rstrip("/")
+
+
+def substitute(template: tuple[str, ...], fields: Mapping[str, str]) -> tuple[str, ...]:
+    """Fill `{name}` placeholders word by word; a value never becomes more than one word."""
+    return tuple(_PLACEHOLDER.sub(lambda m: fields[m.group(1)], word) for word in template)
+
+
+def fields_for(platform: Platform, version: str) -> dict[str, str]:
+    """The substitution fields of one platform slice."""
+    return {"platform": str(platform), "os": platform.os, "arch": platform.arch, "version": version}

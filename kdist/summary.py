@@ -1,0 +1,115 @@
+"""Pure views of a plan and of a run: the JSON documents and the exit status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kdist import commands, plan
+from kdist.errors import ExitStatus
+from kdist.model import Host, Plan, SliceResult, Status
+
+if TYPE_CHECKING:
+    from kdist.pipeline import Job, RunResult
+
+
+def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, Any]:
+    """The plan as data: per slice the exact command sent, per host the sync and the env."""
+    by_name = {h.name: h for h in hosts}
+    slices = [
+        {
+            "platform": str(s.platform),
+            "host": s.host,
+            "cross": s.cross,
+            "workdir": s.workdir,
+            "command": commands.to_shell(s.argv),
+            "remote_command": commands.to_shell(
+                commands.in_dir(s.argv, s.workdir, the_plan.env[s.host])
+            ),
+            "artifacts": s.artifacts,
+        }
+        for s in the_plan.slices
+    ]
+    host_docs = [_host_doc(job, by_name[name], the_plan) for name in the_plan.hosts]
+    return {
+        "project": job.profile.name,
+        "version": job.version.version,
+        "source": str(job.source),
+        "slices": slices,
+        "hosts": host_docs,
+        "notes": list(the_plan.notes),
+    }
+
+
+def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
+    workdir = plan.tree_workdir(host, job.request())
+    sync = (
+        "(builds in place)"
+        if host.local
+        else commands.to_shell(commands.rsync_push("<kdist-relay>", job.source, workdir))
+    )
+    env = " ".join(f"{k}={v}" for k, v in sorted(the_plan.env[host.name].items()))
+    return {
+        "name": host.name,
+        "address": host.address,
+        "workdir": workdir,
+        "sync": sync,
+        "env": env,
+    }
+
+
+def _slice_doc(r: SliceResult) -> dict[str, Any]:
+    return {
+        "platform": str(r.slice.platform),
+        "host": r.slice.host,
+        "cross": r.slice.cross,
+        "status": r.status.value,
+        "phase": r.phase,
+        "duration": round(r.duration, 3),
+        "error": r.error,
+        "log": r.log,
+        "artifacts": [{"path": a.path, "sha256": a.sha256, "size": a.size} for a in r.artifacts],
+    }
+
+
+def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
+    """The JSON document of a finished run."""
+    failed = [r for r in result.results if not r.ok]
+    if result.ok:
+        title = f"{'release' if job.package else 'build'} ok: {job.version.version}"
+    elif failed:
+        hosts = ", ".join(sorted({r.slice.host for r in failed}))
+        title = f"FAILED: {len(failed)} of {len(result.results)} slices failed (on {hosts})"
+    else:
+        title = f"FAILED: packaging: {result.package_error}"
+    return {
+        "ok": result.ok,
+        "title": title,
+        "project": job.profile.name,
+        "version": job.version.version,
+        "output": str(job.output),
+        "plan": [
+            {"platform": str(s.platform), "host": s.host, "cross": s.cross}
+            for s in result.plan.slices
+        ],
+        "slices": [_slice_doc(r) for r in result.results],
+        "tarballs": [
+            {"name": name, "path": str(Path(job.output, "release-tars", name)), "sha256": digest}
+            for name, digest in result.tarballs
+        ],
+        "package_error": result.package_error,
+        "notes": result.notes,
+    }
+
+
+def exit_status(result: RunResult) -> ExitStatus:
+    """0 only for a complete run; otherwise the gravest failure class wins."""
+    statuses = {r.status for r in result.results}
+    if Status.INTEGRITY in statuses:
+        return ExitStatus.INTEGRITY_ERROR
+    if Status.FAILED in statuses or result.package_error:
+        return ExitStatus.BUILD_FAILED
+    if statuses - {Status.OK}:
+        return ExitStatus.INFRA_FAILED
+    return ExitStatus.OK

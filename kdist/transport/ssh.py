@@ -1,0 +1,238 @@
+"""The transport contract over SSH; the only module that imports asyncssh.
+
+One asyncssh connection per host carries every command, and rsync rides on that same
+connection through the `rsh.py` relay, so each host authenticates once per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from kdist import commands
+from kdist.errors import ConnectError
+from kdist.model import CommandResult, Host
+from kdist.transport import LineSink, OutputCollector, rsh
+from kdist.transport.local import LocalTransport
+
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """Connection settings that are not per host."""
+
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+
+
+class SshTransport:
+    """Runs commands and rsync transfers on one build host over a single SSH connection."""
+
+    def __init__(self, host: Host, options: SshOptions | None = None) -> None:
+        self.host = host
+        self.options = options or SshOptions()
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._sockdir: str | None = None
+        self._local = LocalTransport(host)  # runs the local rsync client
+
+    @property
+    def label(self) -> str:
+        """`name (address:port)` for messages."""
+        return f"{self.host.name} ({self.host.address}:{self.host.port})"
+
+    async def connect(self) -> None:
+        """Open and authenticate the connection; errors name the host and the cause."""
+        known_hosts = self.host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        if not known_hosts.is_file():
+            msg = (
+                f"{self.label}: known_hosts file {known_hosts} does not exist, "
+                "so the host key cannot be verified"
+            )
+            raise ConnectError(msg)
+        try:
+            self._conn = await asyncio.wait_for(
+                asyncssh.connect(self.host.address, **self._connect_args(known_hosts)),
+                self.options.connect_timeout,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            msg = f"{self.label}: host key not accepted ({exc.reason}); check {known_hosts}"
+            raise ConnectError(msg) from exc
+        except asyncssh.PermissionDenied as exc:
+            msg = f"{self.label}: authentication failed ({exc.reason})"
+            raise ConnectError(msg) from exc
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            limit = self.options.connect_timeout
+            msg = f"{self.label}: unreachable: no SSH answer within {limit:g}s"
+            raise ConnectError(msg) from exc
+        except (OSError, asyncssh.Error) as exc:
+            msg = f"{self.label}: unreachable: {exc}"
+            raise ConnectError(msg) from exc
+        await self._start_relay()
+
+    def _connect_args(self, known_hosts: Path) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "port": self.host.port,
+            "known_hosts": str(known_hosts),
+            "agent_forwarding": False,
+            "x11_forwarding": False,
+            "connect_timeout": self.options.connect_timeout,
+            "login_timeout": self.options.connect_timeout,
+            "keepalive_interval": self.options.keepalive_interval,
+            "keepalive_count_max": self.options.keepalive_count_max,
+        }
+        if self.host.user:
+            args["username"] = self.host.user
+        if self.host.identity_file:
+            args["client_keys"] = [str(self.host.identity_file)]
+        return args
+
+    async def _start_relay(self) -> None:
+        self._sockdir = tempfile.mkdtemp(prefix="kdist-rsh-")  # mode 0700: only we can connect
+        path = str(Path(self._sockdir) / "s")
+        self._server = await asyncio.start_unix_server(self._relay, path=path)
+        helper = [sys.executable, "-I", rsh.__file__, path]
+        if any("'" in word or '"' in word for word in helper):
+            msg = f"{self.label}: cannot build an rsync --rsh command from paths with quotes"
+            raise ConnectError(msg)
+        self._rsh = commands.to_shell(helper)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one rsync --rsh session: open a channel and relay bytes and the exit status."""
+        try:
+            header = json.loads(await reader.readline())
+            assert self._conn is not None
+            proc = await self._conn.create_process(header["command"], encoding=None)
+        except (ValueError, KeyError, OSError, asyncssh.Error) as exc:
+            writer.write(_frame(rsh.STDERR, f"kdist relay: {exc}\n".encode()))
+            writer.write(_frame(rsh.EXIT, b"255"))
+            await _close(writer)
+            return
+        upload = asyncio.create_task(_copy_up(reader, proc))
+        try:
+            await asyncio.gather(
+                _copy_down(proc.stdout, writer, rsh.STDOUT),
+                _copy_down(proc.stderr, writer, rsh.STDERR),
+            )
+            done = await proc.wait()
+            status = done.exit_status if done.exit_status is not None else 255
+            writer.write(_frame(rsh.EXIT, str(status).encode()))
+        except (OSError, asyncssh.Error):
+            proc.close()  # the rsync side went away; rsync itself reports the failure
+        finally:
+            upload.cancel()
+            await _close(writer)
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        sink: LineSink | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run argv on the host (quoted once, here), streaming merged output to `sink`."""
+        conn = self._connection()
+        start = time.monotonic()
+        collector = OutputCollector(sink)
+        command = commands.to_shell(commands.in_dir(argv, cwd, env or {}))
+        try:
+            proc = await conn.create_process(
+                command, stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
+            )
+            returncode = await asyncio.wait_for(_communicate(proc, stdin, collector), timeout)
+        except (OSError, asyncssh.Error) as exc:
+            msg = f"{self.label}: connection lost while running {argv[0]}: {exc}"
+            raise ConnectError(msg) from exc
+        return CommandResult(
+            tuple(argv), returncode, collector.text(), "", time.monotonic() - start
+        )
+
+    async def push(self, src: Path, dest: str) -> CommandResult:
+        """Rsync `src` to `dest` on the host over this connection."""
+        await self.run(commands.mkdir(dest))
+        return await self._local.run(commands.rsync_push(self._rsh_command(), src, dest))
+
+    async def pull(self, src: str, dest: Path) -> CommandResult:
+        """Rsync the regular files under `src` on the host into `dest`."""
+        return await self._local.run(commands.rsync_pull(self._rsh_command(), src, dest))
+
+    async def close(self) -> None:
+        """Close the relay and the connection."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._sockdir is not None:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+            self._sockdir = None
+        if self._conn is not None:
+            self._conn.close()
+            with contextlib.suppress(Exception):
+                await self._conn.wait_closed()
+            self._conn = None
+
+    def _connection(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            msg = f"{self.label}: not connected"
+            raise ConnectError(msg)
+        return self._conn
+
+    def _rsh_command(self) -> str:
+        self._connection()
+        return self._rsh
+
+
+async def _communicate(
+    proc: asyncssh.SSHClientProcess[str], stdin: str | None, collector: OutputCollector
+) -> int:
+    if stdin is not None:
+        proc.stdin.write(stdin)
+    proc.stdin.write_eof()
+    async for line in proc.stdout:
+        if line:  # asyncssh ends the iteration with an empty read at EOF
+            collector.feed(line)
+    done = await proc.wait()
+    if done.exit_status is not None:
+        return done.exit_status
+    return 128 + 9 if done.exit_signal else 255  # killed by a signal, or the channel dropped
+
+
+async def _copy_up(reader: asyncio.StreamReader, proc: asyncssh.SSHClientProcess[bytes]) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await reader.read(CHUNK):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        proc.stdin.write_eof()
+
+
+async def _copy_down(
+    stream: asyncssh.SSHReader[bytes], writer: asyncio.StreamWriter, kind: int
+) -> None:
+    while data := await stream.read(CHUNK):
+        writer.write(_frame(kind, data))
+        await writer.drain()
+
+
+def _frame(kind: int, data: bytes) -> bytes:
+    return rsh.HEADER.pack(kind, len(data)) + data
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()

@@ -1,0 +1,30 @@
+"""Shared fixtures: a real sshd farm on loopback and example projects in git."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdist.devfarm import Farm
+from tests.helpers import make_project
+
+
+@pytest.fixture(scope="session")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    """Three real sshd build hosts: h1 linux/amd64, h2 linux/arm64, h3 linux/s390x."""
+    with Farm(tmp_path_factory.mktemp("farm"), 3, first_address=51) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def k8s_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Kubernetes-shaped example as a clean git checkout at tag v1.3.0."""
+    return make_project("kubernetes", tmp_path_factory.mktemp("k8s") / "kubernetes")
+
+
+@pytest.fixture(scope="session")
+def generic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generic (cri-tools-like) example as a git checkout at tag v0.9.1."""
+    return make_project("generic", tmp_path_factory.mktemp("generic") / "cri-tools", "v0.9.1")

@@ -1,0 +1,182 @@
+"""The transport contract, run against the local transport and against real sshd hosts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdist.devfarm import Farm
+from kdist.errors import ConnectError
+from kdist.inventory import load_inventory
+from kdist.model import LOCAL_HOST, Host
+from kdist.transport import Transport, open_transport
+
+pytestmark = pytest.mark.integration
+
+
+def _farm_host(farm: Farm, name: str) -> Host:
+    host = load_inventory(farm.inventory_path).host(name)
+    assert host is not None
+    return host
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request: pytest.FixtureRequest, farm: Farm) -> Iterator[Transport]:
+    """A connected transport of each kind (the contract must hold for both)."""
+    host = LOCAL_HOST if request.param == "local" else _farm_host(farm, "h1")
+    opened = open_transport(host)
+    asyncio.run(opened.connect()) if request.param == "local" else None
+    yield opened
+
+
+def _run(coro_factory):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro_factory())
+
+
+def test_run_streams_output_and_keeps_exit_code(transport: Transport, tmp_path: Path) -> None:
+    """run() returns the exit code as data and streams every line, stdout and stderr merged."""
+    lines: list[str] = []
+
+    async def go():  # type: ignore[no-untyped-def]
+        await transport.connect()
+        try:
+            return await transport.run(["sh", "-c", "echo one; echo two >&2; exit 3"], sink=lines.append)
+        finally:
+            await transport.close()
+
+    result = _run(go)
+    assert result.returncode == 3
+    assert lines == ["one", "two"]
+
+
+def test_cwd_env_and_stdin_arrive_literally(transport: Transport, tmp_path: Path) -> None:
+    """Working directory, environment values and stdin with shell metacharacters arrive unchanged."""
+    odd = tmp_path / "dir with 'quotes' and $(x)"
+    odd.mkdir()
+    value = "a b;c $(rm -rf /) 'q' \"d\""
+
+    async def go():  # type: ignore[no-untyped-def]
+        await transport.connect()
+        try:
+            here = await transport.run(["pwd"], cwd=str(odd))
+            env = await transport.run(["printenv", "KDIST_T"], env={"KDIST_T": value})
+            cat = await transport.run(["cat"], stdin="line1\nline2\n")
+            return here, env, cat
+        finally:
+            await transport.close()
+
+    here, env, cat = _run(go)
+    assert here.stdout == str(odd)
+    assert env.stdout == value
+    assert cat.stdout == "line1\nline2"
+
+
+def test_push_then_pull_round_trip(transport: Transport, tmp_path: Path) -> None:
+    """push mirrors a tree (excluding _output/ and .git/, deleting extras) and pull brings files back."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg/a.go").write_text("package a\n")
+    (src / "_output").mkdir()
+    (src / "_output/junk").write_text("x")
+    (src / ".git").mkdir()
+    (src / ".git/HEAD").write_text("ref")
+    dest = tmp_path / "remote tree"
+    back = tmp_path / "back"
+    back.mkdir()
+
+    async def go():  # type: ignore[no-untyped-def]
+        await transport.connect()
+        try:
+            dest.mkdir()
+            (dest / "stale.txt").write_text("old")
+            pushed = await transport.push(src, str(dest))
+            pulled = await transport.pull(str(dest / "pkg"), back)
+            return pushed, pulled
+        finally:
+            await transport.close()
+
+    pushed, pulled = _run(go)
+    assert pushed.ok and pulled.ok, (pushed, pulled)
+    assert (dest / "pkg/a.go").read_text() == "package a\n"
+    assert not (dest / "_output").exists() and not (dest / ".git").exists()
+    assert not (dest / "stale.txt").exists()
+    assert (back / "a.go").read_text() == "package a\n"
+
+
+def test_pull_skips_symlinks_and_fifos(transport: Transport, tmp_path: Path) -> None:
+    """pull copies regular files only: a symlink to /etc/passwd or a FIFO never arrives."""
+    import os
+
+    remote = tmp_path / "artifacts"
+    remote.mkdir()
+    (remote / "ok").write_bytes(b"\x7fELF")
+    (remote / "passwd").symlink_to("/etc/passwd")
+    os.mkfifo(remote / "fifo")
+    back = tmp_path / "back"
+    back.mkdir()
+
+    async def go():  # type: ignore[no-untyped-def]
+        await transport.connect()
+        try:
+            return await transport.pull(str(remote), back)
+        finally:
+            await transport.close()
+
+    _run(go)
+    assert sorted(p.name for p in back.iterdir()) == ["ok"]
+
+
+def test_one_connection_carries_commands_and_rsync(farm: Farm, tmp_path: Path) -> None:
+    """Many commands plus push and pull over SshTransport cost exactly one sshd login."""
+    host = _farm_host(farm, "h2")
+    before = farm.accepted_logins("h2")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+
+    async def go() -> None:
+        transport = open_transport(host)
+        await transport.connect()
+        try:
+            await asyncio.gather(*(transport.run(["true"]) for _ in range(8)))
+            await transport.push(src, str(tmp_path / "d"))
+            await transport.pull(str(tmp_path / "d"), tmp_path)
+        finally:
+            await transport.close()
+
+    asyncio.run(go())
+    assert farm.accepted_logins("h2") - before == 1
+
+
+def test_changed_host_key_is_refused(tmp_path: Path) -> None:
+    """A host whose key is not the one in known_hosts is refused, naming the host."""
+    with Farm(tmp_path / "farm", 1, first_address=91) as solo:
+        solo.rekey_host("h1")
+        host = _farm_host(solo, "h1")
+
+        async def go() -> None:
+            await open_transport(host).connect()
+
+        with pytest.raises(ConnectError, match=r"h1 .*host key"):
+            asyncio.run(go())
+
+
+def test_missing_known_hosts_is_refused(farm: Farm, tmp_path: Path) -> None:
+    """Without a known_hosts file there is nothing to verify against, so kdist refuses to connect."""
+    from dataclasses import replace
+
+    host = replace(_farm_host(farm, "h1"), known_hosts=tmp_path / "nope")
+    with pytest.raises(ConnectError, match="known_hosts"):
+        asyncio.run(open_transport(host).connect())
+
+
+def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
+    """A loopback address with nothing listening is reported unreachable, naming the host."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    host = Host(name="ghost", address="127.0.0.99", port=2222, known_hosts=kh)
+    with pytest.raises(ConnectError, match="ghost .*unreachable"):
+        asyncio.run(open_transport(host, connect_timeout=3).connect())
