@@ -14,11 +14,15 @@ HEADER_BYTES = 4096
 
 
 def _elf(head: bytes) -> Platform | None:
+    if len(head) < 20:  # e_ident (16) + e_type (2) + e_machine (2)
+        return None
     little = head[5] == 1
     (machine,) = struct.unpack_from("<H" if little else ">H", head, 18)
     if machine == 21:  # EM_PPC64: the byte order tells ppc64le from ppc64
         return Platform("linux", "ppc64le" if little else "ppc64")
     arch = _ELF_MACHINE.get(machine)
+    if arch == "mips64le" and not (little and head[4] == 2):  # 64-bit little-endian only
+        return None
     return Platform("linux", arch) if arch else None
 
 

@@ -200,7 +200,7 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
         output=output,
         profile=profile,
         platforms=platforms,
-        version=compute_version(source),
+        version=compute_version(source, epoch=_source_date_epoch()),
         tree_id=tree_id(source),
         pin=args.host,
         native_only=args.native_only,
@@ -226,6 +226,16 @@ def _platforms(args: argparse.Namespace, default: tuple[Platform, ...]) -> tuple
         msg = "--platform: give exactly one os/arch"
         raise ConfigError(msg)
     return platforms
+
+
+def _source_date_epoch() -> int | None:
+    text = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not text:
+        return None
+    if not text.isdigit():
+        msg = f"SOURCE_DATE_EPOCH={text!r}: must be a whole number of seconds"
+        raise ConfigError(msg)
+    return int(text)
 
 
 def tree_id(source: Path) -> str:

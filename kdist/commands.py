@@ -36,7 +36,7 @@ printf 'disk_free_kb=%s\n' "$(df -Pk -- "$1" 2>/dev/null | awk 'NR==2 {print $4}
 
 def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
     """Wrap argv so it runs in `cwd` with `env` added, as one argv for `sh -c` on the host."""
-    script = 'exec env "$@"'
+    script = 'exec env -- "$@"'
     if cwd is not None:
         script = (
             f'cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}'

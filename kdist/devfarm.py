@@ -451,6 +451,11 @@ class Farm:
             lines.append(f"{host.known_hosts_pattern} {keytype} {blob}")
         self.known_hosts_path.write_text("\n".join(lines) + "\n")
 
+    @property
+    def gocache_path(self) -> Path:
+        """The Go build cache shared by this farm's hosts."""
+        return self.root / "gocache"
+
     def inventory_text(self) -> str:
         """Return the kdist inventory YAML describing this farm."""
         out = [
@@ -461,7 +466,9 @@ class Farm:
             f"  identity_file: {_q(str(self.identity_path))}",
             f"  known_hosts: {_q(str(self.known_hosts_path))}",
             f"  capacity: {self.capacity}",
-            f"  env: {{PATH: {_q(_remote_path())}}}",
+            # The hosts share one machine, so they share one Go build cache (hosts of a real
+            # farm each keep their own); without it every host would compile Go's std cold.
+            f"  env: {{PATH: {_q(_remote_path())}, GOCACHE: {_q(str(self.gocache_path))}}}",
             "hosts:",
         ]
         for host in self.hosts:

@@ -104,8 +104,12 @@ def _user(value: Any, at: v.Where) -> str | None:  # noqa: ANN401
 def _path(value: Any, at: v.Where, base: Path) -> Path | None:  # noqa: ANN401
     if value is None:
         return None
-    path = Path(v.string(value, at)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    text = v.string(value, at)
+    try:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    except (RuntimeError, OSError) as exc:  # ~unknown-user, a symlink loop
+        raise at.fail(f"cannot use {text!r}: {exc}") from exc
 
 
 def _workdir(value: Any, at: v.Where) -> str:  # noqa: ANN401

@@ -50,6 +50,10 @@ def load_yaml_text(text: str, source: str, error: type[ConfigError] = ConfigErro
         raise error(f"{where}: {problem}") from exc
     except yaml.YAMLError as exc:
         raise error(f"{source}: {exc}") from exc
+    except ValueError as exc:  # e.g. an implicit timestamp that is no real date: 2001-13-01
+        raise error(f"{source}: invalid value: {exc}") from exc
+    except RecursionError:
+        raise error(f"{source}: nested too deeply") from None
 
 
 def load_yaml_file(path: Path, error: type[ConfigError] = ConfigError) -> Any:  # noqa: ANN401

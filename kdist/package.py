@@ -92,7 +92,7 @@ CRUFT_PATTERNS = ("*~", "#*#", ".DS*")  # kube::release::clean_cruft
 SRC_EXCLUDE = ("_*", ".git*", ".config*", ".gsutil*")  # kube::release::package_src_tarball
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_HASH_CHUNK = 1 << 20
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def _git_archive(source: Path) -> Iterator[bytes]:
     ):
         assert proc.stdout is not None
         try:
-            while chunk := proc.stdout.read(_HASH_CHUNK):
+            while chunk := proc.stdout.read(_CHUNK):
                 yield chunk
         finally:
             if proc.poll() is None:
@@ -290,7 +290,7 @@ def _manifests_tarball(spec: PackageSpec, dest: Path) -> Path:
     gce_gci = spec.source / "cluster/gce/gci"
     for src_name, name, required in GCI_SCRIPTS:
         path = gce_gci / src_name
-        if required or path.exists():
+        if required or os.path.lexists(path):
             files[f"{gci}/{name}"] = Entry.file(
                 f"{gci}/{name}", _required_file(spec, path, tarball)
             )
@@ -507,7 +507,7 @@ def _file_digests(path: Path) -> tuple[str, str]:
     sha256 = hashlib.sha256()
     sha512 = hashlib.sha512()
     with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(_HASH_CHUNK):
+        while chunk := handle.read(_CHUNK):
             sha256.update(chunk)
             sha512.update(chunk)
     return sha256.hexdigest(), sha512.hexdigest()

@@ -152,6 +152,8 @@ async def prepare(
         if not alive:
             raise ConnectError("no usable build host:\n" + "\n".join(down.values()))
         await _detect(alive, natives, conns, down, reporter)
+        if job.pin in down:
+            raise ConnectError(down[job.pin])
         alive = [h for h in alive if h.name not in down]
         if not alive:
             continue

@@ -39,6 +39,8 @@ def make_plan(
     """Assign every requested platform to a host: native hosts first, least loaded, stable."""
     if not req.platforms:
         raise PlanError("no platforms to build")
+    if not hosts:
+        raise PlanError("no build hosts")
     usable = _pinned(hosts, req.pin) if req.pin else list(hosts)
     load = dict.fromkeys((h.name for h in usable), 0)
     order = {h.name: i for i, h in enumerate(usable)}

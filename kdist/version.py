@@ -56,15 +56,22 @@ def _git(source: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def compute_version(source: Path, override: str | None = None) -> VersionInfo:
-    """Version variables of `source`: `override`, else git, else a fallback for non-git trees."""
+def compute_version(
+    source: Path, override: str | None = None, epoch: int | None = None
+) -> VersionInfo:
+    """Version variables of `source`: `override`, else git, else a fallback for non-git trees.
+
+    `epoch` (the caller's SOURCE_DATE_EPOCH) wins over the commit time; a tree without git
+    and without `epoch` uses the current time, as upstream does.
+    """
     commit = _git(source, "rev-parse", "HEAD^{commit}")
     if commit is None:
         version = override or FALLBACK_VERSION
-        return _info(version, "", "unknown", int(time.time()) if override is None else 0)
+        return _info(version, "", "unknown", int(time.time()) if epoch is None else epoch)
     # Untracked files count as dirty, like `git status --porcelain` in version.sh.
     dirty = bool(_git(source, "status", "--porcelain"))
-    epoch = int(_git(source, "show", "-s", "--format=%ct", "HEAD") or 0)
+    if epoch is None:
+        epoch = int(_git(source, "show", "-s", "--format=%ct", "HEAD") or 0)
     if override:
         version = override
     else:

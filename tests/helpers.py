@@ -7,11 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -31,12 +29,19 @@ class Ran:
         return json.loads(self.stdout)
 
 
-def kdist(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-          timeout: float = 900) -> Ran:
+def kdist(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> Ran:
     """Run the kdist CLI in a subprocess, exactly as a user would."""
     done = subprocess.run(
         [sys.executable, "-m", "kdist", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
     return Ran(done.returncode, done.stdout, done.stderr)
@@ -44,11 +49,18 @@ def kdist(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None
 
 def git(repo: Path, *args: str) -> str:
     """Run git in `repo` with a fixed identity and dates."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "kdist", "GIT_AUTHOR_EMAIL": "kdist@example.com",
-           "GIT_COMMITTER_NAME": "kdist", "GIT_COMMITTER_EMAIL": "kdist@example.com",
-           "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "kdist",
+        "GIT_AUTHOR_EMAIL": "kdist@example.com",
+        "GIT_COMMITTER_NAME": "kdist",
+        "GIT_COMMITTER_EMAIL": "kdist@example.com",
+        "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
+        "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout
 
 
 def make_project(example: str, dest: Path, tag: str = "v1.3.0") -> Path:
@@ -59,5 +71,3 @@ def make_project(example: str, dest: Path, tag: str = "v1.3.0") -> Path:
     git(dest, "commit", "-q", "-m", "import")
     git(dest, "tag", tag)
     return dest
-
-

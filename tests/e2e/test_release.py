@@ -17,17 +17,26 @@ from tests.helpers import Ran, kdist
 
 pytestmark = pytest.mark.e2e
 
-ELF_MACHINE = {"amd64": "EM_X86_64", "arm64": "EM_AARCH64", "s390x": "EM_S390",
-               "ppc64le": "EM_PPC64", "arm": "EM_ARM", "386": "EM_386"}
+ELF_MACHINE = {
+    "amd64": "EM_X86_64",
+    "arm64": "EM_AARCH64",
+    "s390x": "EM_S390",
+    "ppc64le": "EM_PPC64",
+    "arm": "EM_ARM",
+    "386": "EM_386",
+}
 
 
 @pytest.fixture(scope="module")
-def full_release(farm: Farm, k8s_source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, dict[str, int]]:
+def full_release(
+    farm: Farm, k8s_source: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Ran, Path, dict[str, int]]:
     """One release of every default platform of the Kubernetes example on the 3-host farm."""
     before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
     out = tmp_path_factory.mktemp("release") / "out"
-    ran = kdist("release", "--hosts", farm.inventory_path, "--source", k8s_source,
-                "--output", out, "--json")
+    ran = kdist(
+        "release", "--hosts", farm.inventory_path, "--source", k8s_source, "--output", out, "--json"
+    )
     logins = {h.name: farm.accepted_logins(h.name) - before[h.name] for h in farm.hosts}
     return ran, out, logins
 
@@ -41,7 +50,9 @@ def _elf_machine(path: Path) -> str:
         return str(ELFFile(handle)["e_machine"])
 
 
-def test_full_release_succeeds_with_every_default_platform(full_release: tuple[Ran, Path, dict[str, int]]) -> None:
+def test_full_release_succeeds_with_every_default_platform(
+    full_release: tuple[Ran, Path, dict[str, int]],
+) -> None:
     """A release of the Kubernetes example builds all 11 default platforms and exits 0."""
     ran, _, _ = full_release
     assert ran.code == 0, ran.stderr + ran.stdout[-3000:]
@@ -51,7 +62,9 @@ def test_full_release_succeeds_with_every_default_platform(full_release: tuple[R
     assert built == {str(p) for p in kubernetes.classes_for().all}
 
 
-def test_native_platforms_go_to_native_hosts(full_release: tuple[Ran, Path, dict[str, int]]) -> None:
+def test_native_platforms_go_to_native_hosts(
+    full_release: tuple[Ran, Path, dict[str, int]],
+) -> None:
     """Each farm host builds its native platform; platforms without a native host are cross-compiled."""
     doc = full_release[0].json
     where = {s["platform"]: (s["host"], s["cross"]) for s in doc["slices"]}
@@ -74,7 +87,9 @@ def test_every_binary_matches_its_platform(full_release: tuple[Ran, Path, dict[s
                 assert _elf_machine(folder / name) == ELF_MACHINE[platform.arch], (platform, name)
 
 
-def test_binaries_carry_the_head_node_version(full_release: tuple[Ran, Path, dict[str, int]]) -> None:
+def test_binaries_carry_the_head_node_version(
+    full_release: tuple[Ran, Path, dict[str, int]],
+) -> None:
     """Every binary of the release embeds the version decided on the head node (v1.3.0 from git)."""
     ran, out, _ = full_release
     assert ran.json["version"] == "v1.3.0"
@@ -90,7 +105,9 @@ def test_release_tarballs_and_checksums(full_release: tuple[Ran, Path, dict[str,
     tars = out / "release-tars"
     names = sorted(p.name for p in tars.glob("*.tar.gz"))
     assert names == sorted(kubernetes.tarball_names(kubernetes.classes_for()))
-    sums = dict(reversed(line.split("  ", 1)) for line in (tars / "SHA256SUMS").read_text().splitlines())
+    sums = dict(
+        reversed(line.split("  ", 1)) for line in (tars / "SHA256SUMS").read_text().splitlines()
+    )
     assert sorted(sums) == names
     for name, digest in sums.items():
         assert _sha256(tars / name) == digest
@@ -111,11 +128,18 @@ def test_server_node_client_tarball_layout(full_release: tuple[Ran, Path, dict[s
     server = members("kubernetes-server-linux-arm64.tar.gz")
     for binary in ("kube-apiserver", "kubelet", "kubectl", "mounter", "kube-log-runner"):
         assert f"kubernetes/server/bin/{binary}" in server
-    assert {"kubernetes/addons", "kubernetes/kubernetes-src.tar.gz", "kubernetes/LICENSES/LICENSE"} <= server
+    assert {
+        "kubernetes/addons",
+        "kubernetes/kubernetes-src.tar.gz",
+        "kubernetes/LICENSES/LICENSE",
+    } <= server
     node = members("kubernetes-node-windows-amd64.tar.gz")
     assert "kubernetes/node/bin/kubelet.exe" in node and "kubernetes/node/bin/kubectl.exe" in node
     client = members("kubernetes-client-linux-386.tar.gz")
-    assert {m for m in client if "/bin/" in m} == {"kubernetes/client/bin/kubectl", "kubernetes/client/bin/kubectl-convert"}
+    assert {m for m in client if "/bin/" in m} == {
+        "kubernetes/client/bin/kubectl",
+        "kubernetes/client/bin/kubectl-convert",
+    }
 
 
 def test_one_ssh_connection_per_host(full_release: tuple[Ran, Path, dict[str, int]]) -> None:
@@ -133,8 +157,16 @@ def test_logs_are_written_per_slice(full_release: tuple[Ran, Path, dict[str, int
 
 def test_generic_project_builds_and_packs(farm: Farm, generic_source: Path, tmp_path: Path) -> None:
     """A project with a kdist.yaml (generic layout) builds on the farm and packs one tarball per platform."""
-    ran = kdist("release", "--hosts", farm.inventory_path, "--source", generic_source,
-                "--output", tmp_path / "out", "--json")
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        generic_source,
+        "--output",
+        tmp_path / "out",
+        "--json",
+    )
     assert ran.code == 0, ran.stderr + ran.stdout[-3000:]
     tars = tmp_path / "out/release-tars"
     for platform in parse_platform_list("linux/amd64,linux/arm64,linux/s390x"):
@@ -154,21 +186,33 @@ def test_generic_project_builds_and_packs(farm: Farm, generic_source: Path, tmp_
 def _failing_inventory(farm: Farm, dest: Path) -> Path:
     # h2's Go is told to use an unknown flag: its builds fail, the other hosts' do not.
     text = farm.inventory_path.read_text()
-    marker = '  h2:\n'
+    marker = "  h2:\n"
     assert marker in text
     broken = text.replace(marker, marker + '    env: {GOFLAGS: "-kdist-no-such-flag"}\n')
     dest.write_text(broken)
     return dest
 
 
-def test_failing_host_fails_the_release_and_names_it(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
+def test_failing_host_fails_the_release_and_names_it(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
     """A build failure on one host fails the release (exit 1), names the host, keeps the others' results."""
     inventory = _failing_inventory(farm, tmp_path / "inventory.yaml")
     out = tmp_path / "out"
     (out / "release-tars").mkdir(parents=True)
     (out / "release-tars" / "previous.txt").write_text("an earlier release")
-    ran = kdist("release", "--hosts", inventory, "--source", k8s_source, "--output", out,
-                "--platforms", "linux/amd64,linux/arm64,linux/s390x", "--json")
+    ran = kdist(
+        "release",
+        "--hosts",
+        inventory,
+        "--source",
+        k8s_source,
+        "--output",
+        out,
+        "--platforms",
+        "linux/amd64,linux/arm64,linux/s390x",
+        "--json",
+    )
     assert ran.code == 1, ran.stderr
     doc: dict[str, Any] = ran.json
     status = {s["platform"]: (s["host"], s["status"]) for s in doc["slices"]}
@@ -185,16 +229,36 @@ def test_failing_host_fails_the_release_and_names_it(farm: Farm, k8s_source: Pat
 def test_failing_host_message_without_json(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
     """Without --json, the plain summary names the failed host and platform."""
     inventory = _failing_inventory(farm, tmp_path / "inventory.yaml")
-    ran = kdist("release", "--hosts", inventory, "--source", k8s_source, "--output", tmp_path / "o",
-                "--platforms", "linux/arm64")
+    ran = kdist(
+        "release",
+        "--hosts",
+        inventory,
+        "--source",
+        k8s_source,
+        "--output",
+        tmp_path / "o",
+        "--platforms",
+        "linux/arm64",
+    )
     assert ran.code == 1
     assert "h2" in ran.stdout and "linux/arm64" in ran.stdout and "FAILED" in ran.stdout
 
 
 def test_build_one_platform_on_a_named_host(farm: Farm, k8s_source: Path) -> None:
     """`kdist build --platform linux/arm64 --host h2 cmd/kubectl` leaves only kubectl, for arm64, in _output/local/bin."""
-    ran = kdist("build", "--hosts", farm.inventory_path, "--source", k8s_source,
-                "--platform", "linux/arm64", "--host", "h2", "cmd/kubectl", "--json")
+    ran = kdist(
+        "build",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--platform",
+        "linux/arm64",
+        "--host",
+        "h2",
+        "cmd/kubectl",
+        "--json",
+    )
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     folder = k8s_source / "_output/local/bin/linux/arm64"
     assert sorted(p.name for p in folder.iterdir()) == ["kubectl"]
@@ -202,11 +266,23 @@ def test_build_one_platform_on_a_named_host(farm: Farm, k8s_source: Path) -> Non
     assert ran.json["slices"][0]["host"] == "h2"
 
 
-def test_dry_run_prints_plan_and_connects_nowhere(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
+def test_dry_run_prints_plan_and_connects_nowhere(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
     """--dry-run prints each platform's host and exact command, and opens no SSH connection."""
     before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
-    ran = kdist("release", "--hosts", farm.inventory_path, "--source", k8s_source,
-                "--output", tmp_path / "o", "--platforms", "linux/arm64,windows/amd64", "-n")
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--output",
+        tmp_path / "o",
+        "--platforms",
+        "linux/arm64,windows/amd64",
+        "-n",
+    )
     assert ran.code == 0, ran.stderr
     assert "make cross KUBE_BUILD_PLATFORMS=linux/arm64" in ran.stdout
     assert "KUBE_BUILD_PLATFORMS=windows/amd64" in ran.stdout
@@ -218,7 +294,9 @@ def test_dry_run_prints_plan_and_connects_nowhere(farm: Farm, k8s_source: Path, 
 def test_release_without_inventory_builds_on_this_machine(k8s_source: Path, tmp_path: Path) -> None:
     """Without --hosts the head node builds the slice itself, in its own tree, and packs it."""
     out = tmp_path / "out"
-    ran = kdist("release", "--source", k8s_source, "--output", out, "--platforms", "linux/386", "--json")
+    ran = kdist(
+        "release", "--source", k8s_source, "--output", out, "--platforms", "linux/386", "--json"
+    )
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     assert ran.json["slices"][0]["host"] == "local"
     assert (out / "release-tars/kubernetes-client-linux-386.tar.gz").is_file()
@@ -227,8 +305,15 @@ def test_release_without_inventory_builds_on_this_machine(k8s_source: Path, tmp_
 
 def test_unknown_platform_is_refused_before_connecting(farm: Farm, k8s_source: Path) -> None:
     """A typo in --platforms is a configuration error (exit 2) that names the bad platform."""
-    ran = kdist("release", "--hosts", farm.inventory_path, "--source", k8s_source,
-                "--platforms", "linux/amd46")
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--platforms",
+        "linux/amd46",
+    )
     assert ran.code == 2
     assert "amd46" in ran.stderr
 
@@ -236,7 +321,16 @@ def test_unknown_platform_is_refused_before_connecting(farm: Farm, k8s_source: P
 @pytest.mark.parametrize("platform", [Platform("linux", "arm64")])
 def test_native_only_refuses_cross(farm: Farm, k8s_source: Path, platform: Platform) -> None:
     """--native-only turns a platform without a native host into an error naming it."""
-    ran = kdist("release", "--hosts", farm.inventory_path, "--source", k8s_source,
-                "--platforms", f"{platform},linux/ppc64le", "--native-only", "-n")
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--platforms",
+        f"{platform},linux/ppc64le",
+        "--native-only",
+        "-n",
+    )
     assert ran.code == 2
     assert "linux/ppc64le" in ran.stderr

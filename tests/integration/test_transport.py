@@ -43,7 +43,9 @@ def test_run_streams_output_and_keeps_exit_code(transport: Transport, tmp_path: 
     async def go():  # type: ignore[no-untyped-def]
         await transport.connect()
         try:
-            return await transport.run(["sh", "-c", "echo one; echo two >&2; exit 3"], sink=lines.append)
+            return await transport.run(
+                ["sh", "-c", "echo one; echo two >&2; exit 3"], sink=lines.append
+            )
         finally:
             await transport.close()
 
@@ -178,5 +180,5 @@ def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
     kh = tmp_path / "known_hosts"
     kh.write_text("")
     host = Host(name="ghost", address="127.0.0.99", port=2222, known_hosts=kh)
-    with pytest.raises(ConnectError, match="ghost .*unreachable"):
+    with pytest.raises(ConnectError, match=r"ghost .*unreachable"):
         asyncio.run(open_transport(host, connect_timeout=3).connect())
