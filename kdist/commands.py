@@ -71,6 +71,11 @@ def remove(path: str) -> list[str]:
     return ["rm", "-rf", "--", path]
 
 
+def remove_tree(path: str) -> list[str]:
+    """Remove a build tree, first making Go's read-only module cache writable."""
+    return ["sh", "-c", 'chmod -R u+w -- "$1" 2>/dev/null; rm -rf -- "$1"', "kdist-clean", path]
+
+
 def write_file(path: str) -> list[str]:
     """Write stdin to `path` atomically (temp file + rename in the same directory)."""
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp.$$" && mv -f -- "$1.tmp.$$" "$1"'

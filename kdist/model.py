@@ -136,6 +136,7 @@ class Profile:
     env: Mapping[str, str] = field(default_factory=dict)
     build_what: tuple[str, ...] = ()  # argv template for `kdist build WHAT...`; {what} is the list
     test: tuple[str, ...] = ()  # argv template for the unit tests, run once before packaging
+    package: tuple[str, ...] = ()  # argv: the repository's own packaging, run on the head node
     source: str = "<built-in>"
 
 
@@ -175,6 +176,7 @@ class Plan:
     slices: tuple[Slice, ...]
     env: Mapping[str, Mapping[str, str]]  # per host name: the environment of its builds
     notes: tuple[str, ...] = ()
+    test_host: str = ""  # where the unit tests run: the least loaded host of the plan
 
     def for_host(self, name: str) -> tuple[Slice, ...]:
         """The slices planned onto host `name`."""

@@ -14,13 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kdist import kubernetes, plan, sync
+from kdist import commands, kubernetes, plan, sync
 from kdist.build import INFRA_EXIT_CODES, build_slice
 from kdist.check import probe_host
 from kdist.collect import collect_slice
-from kdist.errors import CommandFailed, ConnectError, InfraError, IntegrityError, KdistError
+from kdist.errors import (
+    CommandFailed,
+    ConnectError,
+    InfraError,
+    IntegrityError,
+    KdistError,
+    PlanError,
+)
 from kdist.events import Note, OutputLine, PhaseStarted, PlanReady, Reporter, SliceFinished
 from kdist.model import (
+    CommandResult,
     Host,
     Layout,
     Plan,
@@ -54,6 +62,7 @@ class Job:
     what: tuple[str, ...] = ()
     package: bool = True  # release: make tarballs; build: binaries only
     in_tree: bool = False  # build: binaries land where the profile's build puts them locally
+    run_tests: bool = False  # release: the profile's unit tests gate the publish
     slice_timeout: float | None = None
 
     @property
@@ -69,10 +78,10 @@ class Job:
             return self.source / substitute((self.profile.artifacts,), fields)[0]
         return self.binaries / platform.os / platform.arch
 
-    def request(self) -> plan.PlanRequest:
-        """The pure planning input of this job."""
+    def request(self, platforms: tuple[Platform, ...] | None = None) -> plan.PlanRequest:
+        """The pure planning input of this job (`platforms` fills in an empty platform list)."""
         return plan.PlanRequest(
-            platforms=self.platforms,
+            platforms=self.platforms or platforms or (),
             profile=self.profile,
             source=str(self.source),
             tree_id=self.tree_id,
@@ -92,11 +101,14 @@ class RunResult:
     tarballs: list[tuple[str, str]] = field(default_factory=list)  # (name, sha256)
     notes: list[str] = field(default_factory=list)
     package_error: str = ""
+    tests: CommandResult | None = None  # the unit test run, when the job asked for one
+    test_error: str = ""
 
     @property
     def ok(self) -> bool:
-        """True when every slice succeeded and packaging (if any) did too."""
-        return all(r.ok for r in self.results) and not self.package_error
+        """True when every slice, the tests and packaging (each if asked for) succeeded."""
+        slices_ok = all(r.ok for r in self.results)
+        return slices_ok and not self.package_error and not self.test_error
 
 
 class Connections:
@@ -157,7 +169,7 @@ async def prepare(
         alive = [h for h in alive if h.name not in down]
         if not alive:
             continue
-        the_plan = plan.make_plan(alive, natives, job.request())
+        the_plan = plan.make_plan(alive, natives, job.request(_own_platform(job, alive, natives)))
         if not connect:
             return the_plan
         failed = await conns.open([h for h in alive if h.name in the_plan.hosts])
@@ -168,6 +180,18 @@ async def prepare(
         down.update(failed)
         if job.pin in failed:
             raise ConnectError(failed[job.pin])
+
+
+def _own_platform(
+    job: Job, hosts: Sequence[Host], natives: Mapping[str, tuple[Platform, ...]]
+) -> tuple[Platform, ...]:
+    # `kdist build` without --platform builds for the building host's own platform.
+    name = job.pin or hosts[0].name
+    own = natives.get(name, ())[:1]
+    if not job.platforms and not own:
+        msg = f"{name}: its platform is unknown; pass --platform"
+        raise PlanError(msg)
+    return own
 
 
 async def _detect(
@@ -216,9 +240,43 @@ async def execute(
     order = {s.key: i for i, s in enumerate(the_plan.slices)}
     results.sort(key=lambda r: order[r.slice.key])
     outcome = RunResult(the_plan, results, notes=list(the_plan.notes))
+    if job.run_tests and job.profile.test and outcome.ok:
+        await _run_tests(job, the_plan, conns[the_plan.test_host], outcome, reporter)
     if packager is not None:
         await packager.finish(outcome)
     return outcome
+
+
+async def _run_tests(
+    job: Job, the_plan: Plan, transport: Transport, outcome: RunResult, reporter: Reporter
+) -> None:
+    """Run the profile's unit tests once, on the plan's test host; a failure blocks the publish."""
+    workdir = the_plan.for_host(the_plan.test_host)[0].workdir
+    command = commands.to_shell(job.profile.test)
+    reporter.emit(Note(f"unit tests on {the_plan.test_host}: {command}"))
+    log_path = job.output / "logs" / "test.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"$ {command}\n")
+        try:
+            result = await transport.run(
+                job.profile.test,
+                cwd=workdir,
+                env=the_plan.env[the_plan.test_host],
+                sink=lambda line: print(line, file=log),
+                timeout=job.slice_timeout,
+            )
+        except KdistError as exc:
+            outcome.test_error = f"{the_plan.test_host}: unit tests could not run: {exc}"
+            return
+    outcome.tests = result
+    if result.ok:
+        reporter.emit(Note(f"unit tests passed on {the_plan.test_host} in {result.duration:.1f}s"))
+    else:
+        outcome.test_error = (
+            f"{the_plan.test_host}: unit tests failed (exit {result.returncode}); "
+            f"see {log_path}\n{result.tail(10)}"
+        )
+        reporter.emit(Note(outcome.test_error, "error"))
 
 
 async def _run_host(

@@ -71,8 +71,10 @@ def make_plan(
         if not candidates:
             notes.append(f"{platform}: no native host; cross-compiled on {host.name}")
     slices = tuple(_slice(p, *assigned[p], req) for p in req.platforms)
-    env = {h.name: build_env(h, req) for h in usable if load[h.name]}
-    return Plan(slices=slices, env=env, notes=tuple(notes))
+    used = [h for h in usable if load[h.name]]
+    env = {h.name: build_env(h, req) for h in used}
+    test_host = min(used, key=lambda h: (load[h.name] / h.capacity, order[h.name])).name
+    return Plan(slices=slices, env=env, notes=tuple(notes), test_host=test_host)
 
 
 def _pinned(hosts: Sequence[Host], name: str) -> list[Host]:

@@ -15,7 +15,9 @@ from kdist.loader import load_yaml_file
 from kdist.model import Layout, Platform, Profile
 
 PROFILE_FILE = "kdist.yaml"
-PROFILE_KEYS = ("name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test")
+PROFILE_KEYS = (
+    "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package"
+)  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _FIELDS = frozenset({"platform", "os", "arch", "version"})
 
@@ -75,6 +77,7 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         artifacts=_artifacts(doc, top, base),
         env=v.env_mapping(doc.get("env", {}), top / "env"),
         test=_template(doc, "test", top, base),
+        package=_template(doc, "package", top, None),
         source=source,
     )
 

@@ -38,8 +38,20 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
         "source": str(job.source),
         "slices": slices,
         "hosts": host_docs,
+        "after": _after(job, the_plan),
         "notes": list(the_plan.notes),
     }
+
+
+def _after(job: Job, the_plan: Plan) -> list[str]:
+    steps: list[str] = []
+    if job.run_tests and job.profile.test:
+        steps.append(f"unit tests on {the_plan.test_host}: {commands.to_shell(job.profile.test)}")
+    if job.package and job.profile.package:
+        steps.append(f"package on this machine: {commands.to_shell(job.profile.package)}")
+    elif job.package:
+        steps.append(f"package into {job.output / 'release-tars'} (checksummed, all or nothing)")
+    return steps
 
 
 def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
@@ -81,6 +93,8 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
     elif failed:
         hosts = ", ".join(sorted({r.slice.host for r in failed}))
         title = f"FAILED: {len(failed)} of {len(result.results)} slices failed (on {hosts})"
+    elif result.test_error:
+        title = f"FAILED: {result.test_error.splitlines()[0]}"
     else:
         title = f"FAILED: packaging: {result.package_error}"
     return {
@@ -99,7 +113,20 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
             for name, digest in result.tarballs
         ],
         "package_error": result.package_error,
+        "tests": _tests_doc(result),
         "notes": result.notes,
+    }
+
+
+def _tests_doc(result: RunResult) -> dict[str, Any] | None:
+    if result.tests is None and not result.test_error:
+        return None
+    ran = result.tests
+    return {
+        "host": result.plan.test_host,
+        "ok": not result.test_error,
+        "duration": round(ran.duration, 3) if ran else None,
+        "error": result.test_error,
     }
 
 
@@ -108,7 +135,7 @@ def exit_status(result: RunResult) -> ExitStatus:
     statuses = {r.status for r in result.results}
     if Status.INTEGRITY in statuses:
         return ExitStatus.INTEGRITY_ERROR
-    if Status.FAILED in statuses or result.package_error:
+    if Status.FAILED in statuses or result.package_error or result.test_error:
         return ExitStatus.BUILD_FAILED
     if statuses - {Status.OK}:
         return ExitStatus.INFRA_FAILED
