@@ -1,20 +1,84 @@
-"""Build stage: run one slice's build command on its host, streaming output to the log."""
+"""Build stage: run one slice's build on its host, watched, and stoppable at any moment.
+
+On a remote host the build runs inside `hostside.guarded`: its own process group, killed by a
+host-side watchdog when our channel closes, and by `kill_attempt` over a fresh channel when a
+deadline passes or the user interrupts. The head node enforces two deadlines: no output for
+`idle` seconds, and `total` seconds for the whole build.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from kdist import commands
+from kdist import commands, hostside
 from kdist.errors import InfraError
 from kdist.model import CommandResult, Slice
 from kdist.transport import LineSink, Transport
 
 # Exit codes that mean the host, not the source, is at fault.
-INFRA_EXIT_CODES = {
-    commands.NO_WORKDIR: "workdir missing",
-    126: "not executable",
-    127: "command not found",
-}
+INFRA_EXIT_CODES = {commands.NO_WORKDIR: "workdir missing", 126: "not executable",
+                    127: "command not found"}  # fmt: skip
+
+# Output that means the host ran out of something, not that the source is wrong.
+_HOST_FAULTS = (
+    ("no space left on device", "disk full (ENOSPC)"),
+    ("disk quota exceeded", "disk quota exceeded"),
+    ("signal: killed", "killed, probably out of memory"),
+    ("cannot allocate memory", "out of memory"),
+    ("go: not found", "toolchain missing"),
+    ("make: not found", "toolchain missing"),
+    ("command not found", "toolchain missing"),
+)
+KILL_TIMEOUT = 30.0  # seconds a kill command may take before we give up on it
+
+
+def host_fault(code: int, tail: str) -> str:
+    """Why a failed build is the host's fault rather than the source's ('' when it is not)."""
+    if code in (137, -9):  # SIGKILL: the OOM killer, or a host going down
+        return "killed (SIGKILL), probably out of memory"
+    text = tail.lower()
+    return next((cause for needle, cause in _HOST_FAULTS if needle in text), "")
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a build may stay silent, and how long it may take in all (None: no limit)."""
+
+    idle: float | None = 900.0
+    total: float | None = None
+    grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
+
+
+@dataclass
+class Stopper:
+    """Every running attempt, so an interrupt can stop them all (a second one, at once)."""
+
+    grace: int | None = None  # overrides Deadlines.grace once the user insists
+    active: dict[str, tuple[Transport, str]] = field(default_factory=dict)
+
+    async def stop(self, attempt: str, grace: int) -> None:
+        """Stop one attempt over a fresh channel; failures are ignored (the watchdog remains)."""
+        entry = self.active.get(attempt)
+        if entry is None:
+            return
+        transport, workdir = entry
+        argv = hostside.kill_attempt(
+            workdir, attempt, self.grace if self.grace is not None else grace
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(transport.run(argv), KILL_TIMEOUT)
+
+    async def stop_all_now(self) -> None:
+        """Second interrupt: SIGKILL every running attempt without a grace period."""
+        self.grace = 0
+        await asyncio.gather(*(self.stop(a, 0) for a in list(self.active)))
+
+
+STOPPER = Stopper()
 
 
 async def build_slice(
@@ -22,12 +86,65 @@ async def build_slice(
     slc: Slice,
     env: Mapping[str, str],
     sink: LineSink,
-    timeout: float | None = None,
+    attempt: str,
+    deadlines: Deadlines | None = None,
 ) -> CommandResult:
     """Clear the slice's old artifacts, then run its build; the result carries the exit code."""
+    deadlines = deadlines or Deadlines()
     cleared = await transport.run(commands.remove(slc.artifacts))
     if not cleared.ok:
         msg = f"{slc.host}: cannot clear {slc.artifacts}: {cleared.tail(3)}"
         raise InfraError(msg)
     sink(f"$ {commands.to_shell(slc.argv)}")
-    return await transport.run(slc.argv, cwd=slc.workdir, env=env, sink=sink, timeout=timeout)
+    guard = not transport.host.local
+    argv = (
+        hostside.guarded(slc.argv, workdir=slc.workdir, attempt=attempt, grace=deadlines.grace)
+        if guard
+        else list(slc.argv)
+    )
+    last = [time.monotonic()]
+
+    def watched(line: str) -> None:
+        last[0] = time.monotonic()
+        sink(line)
+
+    run = asyncio.create_task(
+        transport.run(argv, cwd=slc.workdir, env=env, sink=watched, hold_stdin=guard)
+    )
+    if guard:
+        STOPPER.active[attempt] = (transport, slc.workdir)
+    try:
+        reason = await _watch(run, last, deadlines)
+        if reason is None:
+            return run.result()
+        await _stop(run, attempt, deadlines.grace)
+        msg = f"{slc.host}: {slc.platform}: {reason}; the build was stopped"
+        raise InfraError(msg)
+    except asyncio.CancelledError:
+        await asyncio.shield(_stop(run, attempt, deadlines.grace))
+        raise
+    finally:
+        STOPPER.active.pop(attempt, None)
+
+
+async def _watch(run: asyncio.Task[CommandResult], last: list[float], d: Deadlines) -> str | None:
+    """Wait for the build; the deadline that passed first, or None when it finished."""
+    start = time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({run}, timeout=1.0)
+        if done:
+            return None
+        now = time.monotonic()
+        if d.idle is not None and now - last[0] > d.idle:
+            return f"no output for {d.idle:g}s"
+        if d.total is not None and now - start > d.total:
+            return f"not finished after {d.total:g}s"
+
+
+async def _stop(run: asyncio.Task[CommandResult], attempt: str, grace: int) -> None:
+    # Kill over a fresh channel first (closing ours alone does not stop a remote process
+    # group), then drop our channel; the host-side watchdog is the last line of defence.
+    await STOPPER.stop(attempt, grace)
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await run

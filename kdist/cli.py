@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -70,7 +72,26 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail instead of cross-compiling a platform without a native host",
     )
-    p.add_argument("--slice-timeout", type=float, metavar="SECONDS")
+    p.add_argument(
+        "--slice-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop a build that takes longer (default: no limit)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="stop a build that prints nothing for this long (default 900)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for another run's lock on a host's workdir (default 30)",
+    )
 
 
 def _release_options(p: argparse.ArgumentParser, *, quick: bool) -> None:
@@ -81,6 +102,20 @@ def _release_options(p: argparse.ArgumentParser, *, quick: bool) -> None:
     p.set_defaults(quick=quick, skip_tests=quick)
     if not quick:
         p.add_argument("--skip-tests", action="store_true", help="do not run the unit tests")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument(
+        "--resume",
+        action="store_true",
+        help="rebuild only what the journal does not show as built (the default)",
+    )
+    reuse.add_argument("--rebuild", action="store_true", help="ignore the journal; build all")
+    p.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="hosts to try per slice when hosts fail (default 3)",
+    )
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:
@@ -108,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a command and return its exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return int(asyncio.run(program(args)))
+        return int(asyncio.run(_interruptible(args)))
     except KdistError as exc:
         print(f"kdist: error: {exc}", file=sys.stderr)
         return int(exc.exit_status)
@@ -120,6 +155,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"kdist: internal error: {exc!r} (run with --debug for a traceback)", file=sys.stderr)
         return int(ExitStatus.INTERNAL_ERROR)
+
+
+async def _interruptible(args: argparse.Namespace) -> ExitStatus:
+    """Run the program; Ctrl-C or SIGTERM stops remote builds, a second one without grace."""
+    from kdist.build import STOPPER
+
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    count = 0
+    pending: set[asyncio.Task[None]] = set()  # keep a reference until the kill is sent
+
+    def interrupted() -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            print("kdist: stopping remote builds (again to kill them at once)", file=sys.stderr)
+            main_task.cancel()
+        elif count == 2:
+            task = loop.create_task(STOPPER.stop_all_now())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        else:
+            os._exit(int(ExitStatus.INTERRUPTED))
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted)
+    try:
+        return await program(args)
+    except asyncio.CancelledError:
+        if count:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def program(args: argparse.Namespace) -> ExitStatus:

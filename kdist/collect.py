@@ -9,10 +9,12 @@ import stat
 import tempfile
 from pathlib import Path
 
-from kdist import binfmt
+from kdist import binfmt, hostside
 from kdist.errors import CommandFailed, IntegrityError, TransferError
 from kdist.model import Artifact, Platform, Slice
 from kdist.transport import Transport
+
+MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway
 
 
 async def collect_slice(
@@ -21,8 +23,17 @@ async def collect_slice(
     dest: Path,
     expected: tuple[str, ...] | None,
     relative_to: Path,
+    attempt: str = "",
 ) -> tuple[Artifact, ...]:
-    """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive."""
+    """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive.
+
+    A remote host first lists what it built (kind, size, sha256, built in this attempt or
+    not); symlinks, FIFOs, devices and stale files are refused before anything moves, and
+    every pulled file is re-hashed here and must match that list.
+    """
+    listed = None if transport.host.local else await remote_manifest(transport, slc, attempt)
+    if listed is not None:
+        check_manifest(listed, slc, expected)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
     try:
@@ -31,6 +42,8 @@ async def collect_slice(
             msg = f"{slc.host}: pull of {slc.artifacts} failed (rsync exit {result.returncode})"
             raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
         names = verify_staging(staging, slc.platform, expected, slc.host)
+        if listed is not None:
+            _match_manifest(staging, names, listed, slc)
         staging.chmod(0o755)  # mkdtemp made it private
         _replace_dir(staging, dest)
     finally:
@@ -38,8 +51,63 @@ async def collect_slice(
     return tuple(_artifact(dest / name, relative_to) for name in names)
 
 
+async def remote_manifest(
+    transport: Transport, slc: Slice, attempt: str
+) -> dict[str, hostside.ManifestEntry]:
+    """What the host says is in the artifacts folder, built by `attempt` or not."""
+    argv = hostside.manifest(slc.artifacts, slc.workdir, attempt, MAX_ARTIFACT_BYTES)
+    result = await transport.run(argv)
+    if result.returncode == hostside.EXIT_NO_ARTIFACTS:
+        msg = f"{slc.host}: {slc.platform}: the build left no {slc.artifacts}"
+        raise CommandFailed(msg, result.returncode)
+    if not result.ok:
+        msg = f"{slc.host}: cannot list {slc.artifacts}: {result.tail(3)}"
+        raise TransferError(msg)
+    try:
+        return {e.name: e for e in hostside.parse_manifest(result.stdout)}
+    except ValueError as exc:
+        msg = f"{slc.host}: {slc.platform}: malformed artifact list: {exc}"
+        raise IntegrityError(msg) from exc
+
+
+def check_manifest(
+    listed: dict[str, hostside.ManifestEntry], slc: Slice, expected: tuple[str, ...] | None
+) -> None:
+    """Refuse non-regular entries, oversized files and anything not built in this attempt."""
+    where = f"{slc.host}: {slc.platform}"
+    for name, entry in sorted(listed.items()):
+        if entry.kind in ("l", "o"):
+            what = "a symlink" if entry.kind == "l" else "not a regular file"
+            msg = f"{where}: {name!r} is {what}; refused"
+            raise IntegrityError(msg)
+        wanted = expected is None or name in expected
+        if entry.kind != "f" or not wanted:
+            continue
+        if entry.sha256 is None:
+            msg = f"{where}: {name!r} is over {MAX_ARTIFACT_BYTES} bytes or unreadable; refused"
+            raise IntegrityError(msg)
+        if not entry.fresh:
+            msg = f"{where}: {name!r} was not rebuilt by this attempt (stale output); refused"
+            raise IntegrityError(msg)
+
+
+def _match_manifest(
+    staging: Path, names: list[str], listed: dict[str, hostside.ManifestEntry], slc: Slice
+) -> None:
+    for name in names:
+        entry = listed.get(name)
+        if entry is None or sha256_file(staging / name) != entry.sha256:
+            msg = f"{slc.host}: {slc.platform}: {name!r} changed between listing and pull; refused"
+            raise IntegrityError(msg)
+
+
 def verify_staging(
-    staging: Path, platform: Platform, expected: tuple[str, ...] | None, host: str
+    staging: Path,
+    platform: Platform,
+    expected: tuple[str, ...] | None,
+    host: str,
+    *,
+    prune: bool = True,
 ) -> list[str]:
     """Check what a host sent: regular files only, the expected names, the right architecture.
 
@@ -58,7 +126,7 @@ def verify_staging(
         if missing:
             msg = f"{host}: {platform}: build did not produce {', '.join(missing)}"
             raise CommandFailed(msg, 0)
-        for extra in set(found) - set(expected):
+        for extra in set(found) - set(expected) if prune else ():
             (staging / extra).unlink()
         names = sorted(expected)
     else:

@@ -9,7 +9,9 @@ from pathlib import Path
 # Exit code of the remote wrapper when the working directory is missing.
 NO_WORKDIR = 97
 
-SYNC_EXCLUDES = ("/_output/", "/.git/")
+# _output/ holds build state, .git/ is the head node's business, .kdist/ holds the host-side
+# lock and attempt markers (deleting them under a running build would break the lock).
+SYNC_EXCLUDES = ("/_output/", "/.git/", "/.kdist/")
 
 # One probe, one round trip: facts for `hosts check` and platform detection.
 PROBE_SCRIPT = r"""

@@ -281,6 +281,7 @@ class Farm:
         port: int = 2222,
         platforms: Sequence[Sequence[str]] | None = None,
         capacity: int = 1,
+        gocache: Path | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -293,6 +294,7 @@ class Farm:
         if platforms is not None and any(isinstance(p, str) for p in platforms):
             raise TypeError("platforms is a list of per-host lists, e.g. [['linux/amd64']]")
         self.root = Path(root).resolve()
+        self._gocache = Path(gocache).resolve() if gocache else None
         self.count = count
         self.first_address = first_address
         self.port = port
@@ -453,8 +455,8 @@ class Farm:
 
     @property
     def gocache_path(self) -> Path:
-        """The Go build cache shared by this farm's hosts."""
-        return self.root / "gocache"
+        """The Go build cache shared by this farm's hosts (and other farms given the same)."""
+        return self._gocache or self.root / "gocache"
 
     def inventory_text(self) -> str:
         """Return the kdist inventory YAML describing this farm."""

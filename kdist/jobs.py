@@ -122,7 +122,11 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
         package=release,
         in_tree=not release,
         run_tests=release and not args.skip_tests,
+        reuse=not getattr(args, "rebuild", False),
+        attempts=max(1, getattr(args, "attempts", 3)),
         slice_timeout=getattr(args, "slice_timeout", None),
+        idle_timeout=getattr(args, "idle_timeout", 900.0),
+        lock_wait=getattr(args, "lock_wait", 30.0),
     )
     return job, inventory.hosts
 
@@ -145,7 +149,7 @@ async def build_or_release(args: argparse.Namespace) -> ExitStatus:
         if args.dry_run:
             conns = pipeline.Connections(_factory(args))
             try:
-                the_plan = await pipeline.prepare(job, hosts, conns, reporter, connect=False)
+                the_plan = (await pipeline.prepare(job, hosts, conns, reporter)).plan
             finally:
                 await conns.close()
             return _show_plan(job, hosts, the_plan, args)

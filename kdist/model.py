@@ -239,6 +239,8 @@ class SliceResult:
     error: str = ""
     log: str = ""  # path of the slice's log file
     artifacts: tuple[Artifact, ...] = ()
+    attempts: int = 1  # how many hosts it took (infrastructure failures are retried elsewhere)
+    reused: bool = False  # True when the journal showed the binaries were already built
 
     @property
     def ok(self) -> bool:

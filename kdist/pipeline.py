@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kdist import commands, kubernetes, plan, sync
-from kdist.build import INFRA_EXIT_CODES, build_slice
+from kdist.build import INFRA_EXIT_CODES, Deadlines, build_slice, host_fault
 from kdist.check import probe_host
 from kdist.collect import collect_slice
 from kdist.errors import (
@@ -26,7 +28,16 @@ from kdist.errors import (
     KdistError,
     PlanError,
 )
-from kdist.events import Note, OutputLine, PhaseStarted, PlanReady, Reporter, SliceFinished
+from kdist.events import (
+    Event,
+    Note,
+    OutputLine,
+    PhaseStarted,
+    PlanReady,
+    Reporter,
+    SliceFinished,
+)
+from kdist.journal import Entry, Journal, slice_key, tree_digest
 from kdist.model import (
     CommandResult,
     Host,
@@ -41,6 +52,7 @@ from kdist.model import (
 )
 from kdist.profile import fields_for, substitute
 from kdist.publish import Packager
+from kdist.scheduler import HostSession, Scheduler
 from kdist.transport import Transport
 from kdist.version import version_defs
 
@@ -64,6 +76,16 @@ class Job:
     in_tree: bool = False  # build: binaries land where the profile's build puts them locally
     run_tests: bool = False  # release: the profile's unit tests gate the publish
     slice_timeout: float | None = None
+    idle_timeout: float | None = 900.0
+    lock_wait: float = 30.0
+    attempts: int = 3  # per slice: infrastructure failures move it to another host
+    reuse: bool = True  # release: skip slices the journal shows are built and unchanged
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The build deadlines of this job."""
+        return Deadlines(idle=self.idle_timeout, total=self.slice_timeout)
 
     @property
     def binaries(self) -> Path:
@@ -111,6 +133,33 @@ class RunResult:
         return slices_ok and not self.package_error and not self.test_error
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The outcome of planning: the plan, every host's platforms, and the hosts found dead."""
+
+    plan: Plan
+    natives: dict[str, tuple[Platform, ...]]
+    down: dict[str, str]
+
+
+class NoteKeeper:
+    """Passes events on and keeps every note's text, so the summary has them too."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.notes: list[str] = []
+
+    def emit(self, event: Event) -> None:
+        """Keep notes, forward everything."""
+        if isinstance(event, Note):
+            self.notes.append(event.text)
+        self.inner.emit(event)
+
+    def close(self) -> None:
+        """Close the wrapped reporter."""
+        self.inner.close()
+
+
 class Connections:
     """One transport per host, opened at most once per run and closed together."""
 
@@ -144,42 +193,25 @@ class Connections:
 
 
 async def prepare(
-    job: Job,
-    hosts: Sequence[Host],
-    conns: Connections,
-    reporter: Reporter,
-    *,
-    connect: bool = True,
-) -> Plan:
-    """Detect what must be detected, plan, connect the planned hosts; re-plan around dead ones.
+    job: Job, hosts: Sequence[Host], conns: Connections, reporter: Reporter
+) -> Prepared:
+    """Detect the platforms of hosts that do not declare them, then plan (pure).
 
-    With `connect=False` (dry runs) only hosts whose platforms must be detected are contacted.
+    Planned hosts are connected lazily when their first slice starts; a host that cannot be
+    reached then is left out and its slices move, so a dead host costs one failed connect.
     """
-    down: dict[str, str] = {}
     natives: dict[str, tuple[Platform, ...]] = {
         h.name: h.platforms for h in hosts if h.platforms is not None
     }
-    while True:
-        alive = [h for h in hosts if h.name not in down]
-        if not alive:
-            raise ConnectError("no usable build host:\n" + "\n".join(down.values()))
-        await _detect(alive, natives, conns, down, reporter)
-        if job.pin in down:
-            raise ConnectError(down[job.pin])
-        alive = [h for h in alive if h.name not in down]
-        if not alive:
-            continue
-        the_plan = plan.make_plan(alive, natives, job.request(_own_platform(job, alive, natives)))
-        if not connect:
-            return the_plan
-        failed = await conns.open([h for h in alive if h.name in the_plan.hosts])
-        if not failed:
-            return the_plan
-        for error in failed.values():
-            reporter.emit(Note(f"{error} — left out of this run", "warning"))
-        down.update(failed)
-        if job.pin in failed:
-            raise ConnectError(failed[job.pin])
+    down: dict[str, str] = {}
+    await _detect(hosts, natives, conns, down, reporter)
+    if job.pin in down:
+        raise ConnectError(down[job.pin])
+    alive = [h for h in hosts if h.name not in down]
+    if not alive:
+        raise ConnectError("no usable build host:\n" + "\n".join(down.values()))
+    the_plan = plan.make_plan(alive, natives, job.request(_own_platform(job, alive, natives)))
+    return Prepared(the_plan, natives, down)
 
 
 def _own_platform(
@@ -219,141 +251,249 @@ async def _detect(
 
 async def execute(
     job: Job,
-    the_plan: Plan,
+    prepared: Prepared,
     hosts: Sequence[Host],
     conns: Connections,
     reporter: Reporter,
 ) -> RunResult:
     """Run every slice of the plan; package as platforms arrive; publish when all are done."""
+    the_plan = prepared.plan
+    reporter = NoteKeeper(reporter)
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
     packager = Packager(job) if job.package else None
     if packager is not None:
         packager.start()
-    by_name = {h.name: h for h in hosts}
-    runs = [
-        _run_host(job, the_plan, by_name[name], conns[name], packager, reporter)
-        for name in the_plan.hosts
-    ]
-    results = [r for batch in await asyncio.gather(*runs) for r in batch]
-    order = {s.key: i for i, s in enumerate(the_plan.slices)}
-    results.sort(key=lambda r: order[r.slice.key])
-    outcome = RunResult(the_plan, results, notes=list(the_plan.notes))
+    run_id = secrets.token_hex(4)
+
+    async def opener(host: Host) -> Transport:
+        failed = await conns.open([host])
+        if failed:
+            raise ConnectError(failed[host.name])
+        return conns[host.name]
+
+    sched = Scheduler(
+        hosts=hosts,
+        natives=prepared.natives,
+        request=job.request(tuple(s.platform for s in the_plan.slices)),
+        the_plan=the_plan,
+        opener=opener,
+        setup=lambda session: _setup_host(job, session, run_id),
+        reporter=reporter,
+        excluded=dict(prepared.down),
+    )
+    memo = await Memo.open(job)
+    try:
+        results = list(
+            await asyncio.gather(
+                *(
+                    _slice_task(job, s, sched, packager, reporter, run_id, memo)
+                    for s in the_plan.slices
+                )
+            )
+        )
+    except BaseException:
+        if packager is not None:
+            packager.abort()
+        await sched.release()
+        raise
+    outcome = RunResult(the_plan, results, notes=reporter.notes)
     if job.run_tests and job.profile.test and outcome.ok:
-        await _run_tests(job, the_plan, conns[the_plan.test_host], outcome, reporter)
+        await _run_tests(job, sched, outcome, reporter)
     if packager is not None:
         await packager.finish(outcome)
+    await sched.release()
     return outcome
 
 
-async def _run_tests(
-    job: Job, the_plan: Plan, transport: Transport, outcome: RunResult, reporter: Reporter
-) -> None:
+async def _run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
     """Run the profile's unit tests once, on the plan's test host; a failure blocks the publish."""
-    workdir = the_plan.for_host(the_plan.test_host)[0].workdir
+    name = outcome.plan.test_host
+    if name in sched.excluded:
+        name = next(r.slice.host for r in outcome.results if r.slice.host not in sched.excluded)
     command = commands.to_shell(job.profile.test)
-    reporter.emit(Note(f"unit tests on {the_plan.test_host}: {command}"))
+    reporter.emit(Note(f"unit tests on {name}: {command}"))
     log_path = job.output / "logs" / "test.log"
     with log_path.open("w", encoding="utf-8") as log:
         log.write(f"$ {command}\n")
         try:
-            result = await transport.run(
+            session = await sched.session(name)
+            result = await session.transport.run(
                 job.profile.test,
-                cwd=workdir,
-                env=the_plan.env[the_plan.test_host],
+                cwd=plan.tree_workdir(session.host, job.request()),
+                env=session.env,
                 sink=lambda line: print(line, file=log),
                 timeout=job.slice_timeout,
             )
         except KdistError as exc:
-            outcome.test_error = f"{the_plan.test_host}: unit tests could not run: {exc}"
+            outcome.test_error = f"{name}: unit tests could not run: {exc}"
             return
     outcome.tests = result
     if result.ok:
-        reporter.emit(Note(f"unit tests passed on {the_plan.test_host} in {result.duration:.1f}s"))
+        reporter.emit(Note(f"unit tests passed on {name} in {result.duration:.1f}s"))
     else:
         outcome.test_error = (
-            f"{the_plan.test_host}: unit tests failed (exit {result.returncode}); "
+            f"{name}: unit tests failed (exit {result.returncode}); "
             f"see {log_path}\n{result.tail(10)}"
         )
         reporter.emit(Note(outcome.test_error, "error"))
 
 
-async def _run_host(
-    job: Job,
-    the_plan: Plan,
-    host: Host,
-    transport: Transport,
-    packager: Packager | None,
-    reporter: Reporter,
-) -> list[SliceResult]:
-    """Sync the tree once for this host, then run its slices, `capacity` at a time."""
-    slices = the_plan.for_host(host.name)
-    start = time.monotonic()
-    for s in slices:
-        reporter.emit(PhaseStarted(s.key, "sync"))
-    try:
-        await _sync_host(job, the_plan, host, transport)
-    except KdistError as exc:
-        return [_failed(s, "sync", exc, time.monotonic() - start, "") for s in slices]
-    gate = asyncio.Semaphore(host.capacity)
-    env = the_plan.env[host.name]
-    return list(
-        await asyncio.gather(
-            *(_run_slice(job, s, env, transport, gate, packager, reporter) for s in slices)
-        )
-    )
-
-
-async def _sync_host(job: Job, the_plan: Plan, host: Host, transport: Transport) -> None:
-    workdir = plan.tree_workdir(host, job.request())
-    await sync.sync_tree(transport, job.source, workdir)
+async def _setup_host(job: Job, session: HostSession, run_id: str) -> None:
+    """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
+    workdir = plan.tree_workdir(session.host, job.request())
+    if not session.host.local:
+        session.lock = await sync.take_lock(session.transport, workdir, run_id, job.lock_wait)
+    await sync.sync_tree(session.transport, job.source, workdir)
     if job.profile.layout is Layout.KUBERNETES:
-        defs = the_plan.env[host.name]["KUBE_GIT_VERSION_FILE"]
-        await sync.write_remote_file(transport, defs, version_defs(job.version))
+        defs = session.env["KUBE_GIT_VERSION_FILE"]
+        await sync.write_remote_file(session.transport, defs, version_defs(job.version))
 
 
-async def _run_slice(
+async def _slice_task(
     job: Job,
     slc: Slice,
-    env: Mapping[str, str],
-    transport: Transport,
-    gate: asyncio.Semaphore,
+    sched: Scheduler,
     packager: Packager | None,
     reporter: Reporter,
+    run_id: str,
+    memo: Memo,
 ) -> SliceResult:
-    """Build → pull → package for one slice; every failure becomes this slice's result."""
+    """Attempts of one slice until it succeeds, fails for real, or no host is left; then pack."""
     log_path = job.output / "logs" / f"{slc.key}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    async with gate:
-        start = time.monotonic()
-        phase = "build"
-        with log_path.open("w", encoding="utf-8") as log:
-            sink = _log_sink(log, slc, reporter)
-            try:
+    current, attempt, start = slc, 1, time.monotonic()
+    reused = memo.reuse(job, slc, str(log_path))
+    if reused is not None:
+        return await _finish(reused, slc, packager, reporter, start, 1, log_path)
+    log_path.write_text("")
+    memo.forget(slc)
+    while True:
+        result = await _attempt(job, current, sched, reporter, f"{run_id}-{slc.key}-{attempt}")
+        if result.ok or result.status is not Status.INFRA or attempt >= job.attempts:
+            break
+        sched.exclude(current.host, result.error.splitlines()[0] if result.error else "failed")
+        moved = sched.reassign(current)
+        if moved is None:
+            break
+        why = result.error.splitlines()[0] if result.error else result.status.value
+        reporter.emit(
+            Note(f"{slc.platform}: retrying on {moved.host} (attempt {attempt + 1}): {why}")
+        )
+        await asyncio.sleep(min(job.backoff * 2 ** (attempt - 1), 30.0))
+        current, attempt = moved, attempt + 1
+    if result.ok:
+        memo.remember(job, slc, result)
+    return await _finish(result, slc, packager, reporter, start, attempt, log_path)
+
+
+async def _finish(
+    result: SliceResult,
+    slc: Slice,
+    packager: Packager | None,
+    reporter: Reporter,
+    start: float,
+    attempts: int,
+    log_path: Path,
+) -> SliceResult:
+    if result.ok and packager is not None:
+        try:
+            reporter.emit(PhaseStarted(slc.key, "package"))
+            await packager.platform(slc.platform)
+        except (KdistError, OSError) as exc:
+            result = _failed(result.slice, "package", exc, 0.0, str(log_path))
+    result = dataclasses.replace(result, duration=time.monotonic() - start, attempts=attempts)
+    reporter.emit(SliceFinished(result))
+    return result
+
+
+class Memo:
+    """The journal as the pipeline uses it: reuse verified slices, remember new ones."""
+
+    def __init__(self, journal: Journal | None, tree: str) -> None:
+        self.journal = journal
+        self.tree = tree
+
+    @classmethod
+    async def open(cls, job: Job) -> Memo:
+        """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
+        if not job.package:
+            return cls(None, "")
+        tree = await asyncio.to_thread(tree_digest, job.source)
+        return cls(Journal(job.output), tree)
+
+    def _key(self, job: Job, slc: Slice) -> str:
+        return slice_key(self.tree, slc, job.profile, job.version, job.what)
+
+    def reuse(self, job: Job, slc: Slice, log: str) -> SliceResult | None:
+        """A finished result from the journal, when nothing it depends on changed."""
+        if self.journal is None or not job.reuse:
+            return None
+        dest = job.dest(slc.platform)
+        expected = _expected(job, slc.platform)
+        arts = self.journal.reusable(slc.platform, self._key(job, slc), dest, expected)
+        if arts is None:
+            return None
+        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True)
+
+    def forget(self, slc: Slice) -> None:
+        """The slice's binaries are about to be replaced: its entry no longer holds."""
+        if self.journal is not None:
+            self.journal.forget(slc.platform)
+
+    def remember(self, job: Job, slc: Slice, result: SliceResult) -> None:
+        """Record a slice that was just built and verified."""
+        if self.journal is None:
+            return
+        entry = Entry(
+            key=self._key(job, slc),
+            host=result.slice.host,
+            toolchain="",
+            command=commands.to_shell(result.slice.argv),
+            artifacts=result.artifacts,
+        )
+        self.journal.record(slc.platform, entry)
+
+
+async def _attempt(
+    job: Job, slc: Slice, sched: Scheduler, reporter: Reporter, attempt_id: str
+) -> SliceResult:
+    """One attempt of one slice on one host: set up the host, build, pull and verify."""
+    log_path = job.output / "logs" / f"{slc.key}.log"
+    start = time.monotonic()
+    phase = "sync"
+    with log_path.open("a", encoding="utf-8") as log:
+        sink = _log_sink(log, slc, reporter)
+        sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
+             + (" (cross)" if slc.cross else ""))  # fmt: skip
+        try:
+            reporter.emit(PhaseStarted(slc.key, phase))
+            session = await sched.session(slc.host)
+            async with session.gate:
+                phase = "build"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                sink(f"# kdist: {slc.platform} on {slc.host}{' (cross)' if slc.cross else ''}")
-                built = await build_slice(transport, slc, env, sink, job.slice_timeout)
+                built = await build_slice(
+                    session.transport, slc, session.env, sink, attempt_id, job.deadlines
+                )
                 if not built.ok:
                     raise _build_error(slc, built.returncode, built.tail(10))
                 phase = "pull"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                dest = job.dest(slc.platform)
                 expected = _expected(job, slc.platform)
-                artifacts = await collect_slice(transport, slc, dest, expected, job.output)
-                if packager is not None:
-                    phase = "package"
-                    reporter.emit(PhaseStarted(slc.key, phase))
-                    await packager.platform(slc.platform)
-            except (KdistError, OSError) as exc:
-                sink(f"# kdist: {phase} failed: {exc}")
-                result = _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
-            else:
-                result = SliceResult(
-                    slc, Status.OK, time.monotonic() - start, "done", "", str(log_path), artifacts
+                artifacts = await collect_slice(
+                    session.transport,
+                    slc,
+                    job.dest(slc.platform),
+                    expected,
+                    job.output,
+                    attempt_id,
                 )
-    reporter.emit(SliceFinished(result))
-    return result
+        except (KdistError, OSError) as exc:
+            sink(f"# kdist: {phase} failed: {exc}")
+            return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
+    took = time.monotonic() - start
+    return SliceResult(slc, Status.OK, took, "done", "", str(log_path), artifacts)
 
 
 def _expected(job: Job, platform: Platform) -> tuple[str, ...] | None:
@@ -365,6 +505,9 @@ def _expected(job: Job, platform: Platform) -> tuple[str, ...] | None:
 def _build_error(slc: Slice, code: int, tail: str) -> KdistError:
     if code in INFRA_EXIT_CODES:
         return InfraError(f"{slc.host}: {INFRA_EXIT_CODES[code]} (exit {code})\n{tail}")
+    cause = host_fault(code, tail)
+    if cause:
+        return InfraError(f"{slc.host}: {slc.platform}: {cause} (exit {code})\n{tail}")
     return CommandFailed(f"{slc.host}: {slc.platform}: build failed (exit {code})", code, tail)
 
 
@@ -393,8 +536,8 @@ async def run(
     """Plan and run a job end to end; connections are closed whatever happens."""
     conns = Connections(factory)
     try:
-        the_plan = await prepare(job, hosts, conns, reporter)
-        return await execute(job, the_plan, hosts, conns, reporter)
+        prepared = await prepare(job, hosts, conns, reporter)
+        return await execute(job, prepared, hosts, conns, reporter)
     finally:
         with contextlib.suppress(Exception):
             await conns.close()

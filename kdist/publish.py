@@ -60,6 +60,13 @@ class Packager:
             asyncio.to_thread(package.common_tarballs, self.spec, self.staging)
         )
 
+    def abort(self) -> None:
+        """Drop the staging folder of an interrupted run; the published set is untouched."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        if self._common is not None:
+            self._common.cancel()
+
     async def platform(self, platform: Platform) -> None:
         """Pack one platform (waits for the common tarballs its packages embed)."""
         if self.delegated:

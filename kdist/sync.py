@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from kdist import commands
+from kdist import commands, hostside
 from kdist.errors import InfraError, TransferError
-from kdist.transport import Transport
+from kdist.transport import Spawned, Transport
 
 
 async def sync_tree(transport: Transport, source: Path, workdir: str) -> float:
@@ -18,6 +19,24 @@ async def sync_tree(transport: Transport, source: Path, workdir: str) -> float:
         msg = f"{transport.host.name}: sync to {workdir} failed (rsync exit {result.returncode})"
         raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
     return result.duration
+
+
+async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float) -> Spawned:
+    """Hold this tree's workdir lock on the host for the rest of the run (or report it busy)."""
+    holder = await transport.spawn(hostside.hold_lock(workdir, run_id, wait))
+    try:
+        line = await asyncio.wait_for(holder.readline(), wait + 30)
+    except asyncio.TimeoutError:
+        line = ""
+    if line.startswith("locked "):
+        return holder
+    await holder.close()
+    if line.startswith("busy"):
+        owner = line.removeprefix("busy").strip() or "another run"
+        msg = f"{transport.host.name}: busy: {workdir} is locked by {owner} (waited {wait:g}s)"
+    else:
+        msg = f"{transport.host.name}: cannot lock {workdir}: {line.strip() or 'no answer'}"
+    raise InfraError(msg)
 
 
 async def write_remote_file(transport: Transport, path: str, content: str) -> None:

@@ -38,7 +38,7 @@ gzip format, fixed:
   depend on the zlib build (stock zlib 1.2.x/1.3.x agree; zlib-ng does not): see
   :func:`compressor_id`. A bounded window of ``2 * jobs + 2`` blocks is in flight, so
   memory stays at a few MiB whatever the tarball size.
-* compressor ``"pigz"``: the stream is piped through ``pigz -n -T --processes N -<level>``.
+* compressor ``"pigz"``: the stream is piped through ``pigz -n --processes N -<level>``.
   pigz's output is independent of N too, but it is not the same bytes as the zlib path
   (different block size and framing) and depends on the pigz version. ``"auto"`` picks pigz
   when it is on PATH. The default stays ``"zlib"`` so the bytes do not depend on whether
@@ -428,7 +428,8 @@ def _gzip_zlib(
 
 
 def _gzip_pigz(chunks: Iterable[bytes], out: BinaryIO, level: int, jobs: int) -> None:
-    argv = ["pigz", "-n", "-T", f"-{level}", "--processes", str(jobs), "-c"]
+    # -n: no name and MTIME 0 (the same header as `gzip -n`); -T is not in every pigz.
+    argv = ["pigz", "-n", f"-{level}", "--processes", str(jobs), "-c"]
     with (
         tempfile.TemporaryFile() as err,
         subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err) as proc,

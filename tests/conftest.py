@@ -12,9 +12,15 @@ from tests.helpers import make_project
 
 
 @pytest.fixture(scope="session")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def gocache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Go build cache for every farm of the session (they all live on this machine)."""
+    return tmp_path_factory.mktemp("gocache")
+
+
+@pytest.fixture(scope="session")
+def farm(tmp_path_factory: pytest.TempPathFactory, gocache: Path) -> Iterator[Farm]:
     """Three real sshd build hosts: h1 linux/amd64, h2 linux/arm64, h3 linux/s390x."""
-    with Farm(tmp_path_factory.mktemp("farm"), 3, first_address=51) as running:
+    with Farm(tmp_path_factory.mktemp("farm"), 3, first_address=51, gocache=gocache) as running:
         yield running
 
 

@@ -13,6 +13,16 @@ LineSink = Callable[[str], None]
 TAIL_LINES = 200
 
 
+class Spawned(Protocol):
+    """A command left running on a host until `close()` ends its stdin."""
+
+    async def readline(self) -> str:
+        """The next line of its output ('' at EOF)."""
+
+    async def close(self) -> None:
+        """Close its stdin and the channel; it is expected to exit."""
+
+
 class Transport(Protocol):
     """Runs commands on one host and moves files to and from it."""
 
@@ -30,8 +40,16 @@ class Transport(Protocol):
         stdin: str | None = None,
         sink: LineSink | None = None,
         timeout: float | None = None,
+        hold_stdin: bool = False,
     ) -> CommandResult:
-        """Run argv in `cwd` with `env` added, streaming lines to `sink`; exit codes are data."""
+        """Run argv in `cwd` with `env` added, streaming lines to `sink`; exit codes are data.
+
+        With `hold_stdin` the command's stdin stays open until it exits: host-side guards take
+        its EOF (the channel closing, the head node gone) as the order to stop the build.
+        """
+
+    async def spawn(self, argv: Sequence[str]) -> Spawned:
+        """Start a long-lived command (a lock holder) whose stdin stays open until closed."""
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Mirror the local tree `src` into `dest` on the host (rsync, incremental)."""

@@ -23,7 +23,7 @@ import asyncssh
 from kdist import commands
 from kdist.errors import ConnectError
 from kdist.model import CommandResult, Host
-from kdist.transport import LineSink, OutputCollector, rsh
+from kdist.transport import LineSink, OutputCollector, Spawned, rsh
 from kdist.transport.local import LocalTransport
 
 CHUNK = 256 * 1024
@@ -145,23 +145,42 @@ class SshTransport:
         stdin: str | None = None,
         sink: LineSink | None = None,
         timeout: float | None = None,
+        hold_stdin: bool = False,
     ) -> CommandResult:
         """Run argv on the host (quoted once, here), streaming merged output to `sink`."""
         conn = self._connection()
         start = time.monotonic()
         collector = OutputCollector(sink)
         command = commands.to_shell(commands.in_dir(argv, cwd, env or {}))
+        proc: asyncssh.SSHClientProcess[str] | None = None
         try:
             proc = await conn.create_process(
                 command, stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
             )
-            returncode = await asyncio.wait_for(_communicate(proc, stdin, collector), timeout)
+            returncode = await asyncio.wait_for(
+                _communicate(proc, stdin, collector, hold_stdin), timeout
+            )
         except (OSError, asyncssh.Error) as exc:
             msg = f"{self.label}: connection lost while running {argv[0]}: {exc}"
             raise ConnectError(msg) from exc
+        finally:
+            if proc is not None:
+                proc.close()  # on timeout or cancel, this is what tells a guard to stop
         return CommandResult(
             tuple(argv), returncode, collector.text(), "", time.monotonic() - start
         )
+
+    async def spawn(self, argv: Sequence[str]) -> Spawned:
+        """Start argv on the host with stdin held open (closed by `close()`)."""
+        conn = self._connection()
+        try:
+            proc = await conn.create_process(
+                commands.to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
+            )
+        except (OSError, asyncssh.Error) as exc:
+            msg = f"{self.label}: connection lost while starting {argv[0]}: {exc}"
+            raise ConnectError(msg) from exc
+        return _SshSpawned(proc)
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Rsync `src` to `dest` on the host over this connection."""
@@ -198,11 +217,15 @@ class SshTransport:
 
 
 async def _communicate(
-    proc: asyncssh.SSHClientProcess[str], stdin: str | None, collector: OutputCollector
+    proc: asyncssh.SSHClientProcess[str],
+    stdin: str | None,
+    collector: OutputCollector,
+    hold_stdin: bool,
 ) -> int:
     if stdin is not None:
         proc.stdin.write(stdin)
-    proc.stdin.write_eof()
+    if not hold_stdin:
+        proc.stdin.write_eof()
     async for line in proc.stdout:
         if line:  # asyncssh ends the iteration with an empty read at EOF
             collector.feed(line)
@@ -210,6 +233,26 @@ async def _communicate(
     if done.exit_status is not None:
         return done.exit_status
     return 128 + 9 if done.exit_signal else 255  # killed by a signal, or the channel dropped
+
+
+class _SshSpawned:
+    """A remote command whose stdin we hold open."""
+
+    def __init__(self, proc: asyncssh.SSHClientProcess[str]) -> None:
+        self._proc = proc
+
+    async def readline(self) -> str:
+        """The next output line ('' at EOF)."""
+        try:
+            return await self._proc.stdout.readline()
+        except (OSError, asyncssh.Error):
+            return ""
+
+    async def close(self) -> None:
+        """End its stdin and close the channel."""
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self._proc.stdin.write_eof()
+        self._proc.close()
 
 
 async def _copy_up(reader: asyncio.StreamReader, proc: asyncssh.SSHClientProcess[bytes]) -> None:

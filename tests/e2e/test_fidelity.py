@@ -261,9 +261,7 @@ def test_clean_remote_removes_local_output_and_host_workdirs(farm: Farm, tmp_pat
     assert "h2: removed" in cleaned.stdout
 
 
-def test_delegated_packaging_runs_the_repository_command(
-    farm: Farm, k8s_source: Path, tmp_path: Path
-) -> None:
+def test_delegated_packaging_runs_the_repository_command(farm: Farm, tmp_path: Path) -> None:
     """A profile `package:` command runs on the head node after the binaries are in dockerized/bin."""
     profile = tmp_path / "profile.yaml"
     profile.write_text(
@@ -271,6 +269,7 @@ def test_delegated_packaging_runs_the_repository_command(
         'package: sh -c \'mkdir -p "$OUT_DIR/release-tars" && '
         'tar czf "$OUT_DIR/release-tars/own.tar.gz" -C "$OUT_DIR/dockerized/bin" .\'\n'
     )
+    k8s_source = make_project("kubernetes", tmp_path / "kubernetes")
     out = k8s_source / "_output-delegated"
     ran = kdist(
         "release",

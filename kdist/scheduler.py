@@ -1,0 +1,114 @@
+"""Hosts during a run: a session per host (connect, lock, sync, once), exclusion and failover.
+
+A host that fails for infrastructure reasons is left out for the rest of the run; its
+slices are re-planned onto the hosts that are left, native hosts first, with the same pure
+rules as the first plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdist import plan
+from kdist.errors import InfraError, PlanError
+from kdist.events import Note, Reporter
+from kdist.model import Host, Plan, Platform, Slice
+from kdist.transport import Spawned, Transport
+
+
+@dataclass
+class HostSession:
+    """One host's share of a run: its transport, its capacity gate, its one-time setup."""
+
+    host: Host
+    transport: Transport
+    gate: asyncio.Semaphore
+    env: Mapping[str, str]
+    ready: asyncio.Task[None] | None = None
+    lock: Spawned | None = None  # the host-side lock holder, released when the run ends
+
+
+Setup = Callable[[HostSession], Coroutine[Any, Any, None]]
+Opener = Callable[[Host], Awaitable[Transport]]
+
+
+@dataclass
+class Scheduler:
+    """Hands out host sessions and moves slices off hosts that failed."""
+
+    hosts: Sequence[Host]
+    natives: Mapping[str, tuple[Platform, ...]]
+    request: plan.PlanRequest
+    the_plan: Plan
+    opener: Opener
+    setup: Setup
+    reporter: Reporter
+    excluded: dict[str, str] = field(default_factory=dict)
+    _sessions: dict[str, HostSession] = field(default_factory=dict)
+    _opening: dict[str, asyncio.Task[HostSession]] = field(default_factory=dict)
+    _load: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for s in self.the_plan.slices:
+            self._load[s.host] = self._load.get(s.host, 0) + 1
+
+    async def session(self, name: str) -> HostSession:
+        """The ready session of `name`: connected, locked and synced (each done once)."""
+        if name in self.excluded:
+            msg = f"{name}: left out of this run: {self.excluded[name]}"
+            raise InfraError(msg)
+        if name not in self._opening:
+            self._opening[name] = asyncio.create_task(self._open(name))
+        session = await asyncio.shield(self._opening[name])
+        assert session.ready is not None
+        await asyncio.shield(session.ready)
+        return session
+
+    async def _open(self, name: str) -> HostSession:
+        host = next(h for h in self.hosts if h.name == name)
+        transport = await self.opener(host)
+        env = self.the_plan.env.get(name) or plan.build_env(host, self.request)
+        session = HostSession(host, transport, asyncio.Semaphore(host.capacity), env)
+        session.ready = asyncio.create_task(self.setup(session))
+        self._sessions[name] = session
+        return session
+
+    def exclude(self, name: str, reason: str) -> None:
+        """Leave `name` out for the rest of the run (said once)."""
+        if name not in self.excluded:
+            self.excluded[name] = reason
+            self.reporter.emit(
+                Note(f"{name} left out for the rest of this run: {reason}", "warning")
+            )
+
+    def reassign(self, slc: Slice) -> Slice | None:
+        """The same platform planned onto the least loaded host that is left; None if none is."""
+        alive = [h for h in self.hosts if h.name not in self.excluded]
+        if not alive:
+            return None
+        loads = {h.name: self._load.get(h.name, 0) for h in alive}
+        ordered = sorted(alive, key=lambda h: (loads[h.name] / h.capacity, self.hosts.index(h)))
+        single = dataclasses.replace(self.request, platforms=(slc.platform,))
+        try:
+            moved = plan.make_plan(ordered, self.natives, single).slices[0]
+        except PlanError:
+            return None  # e.g. --native-only and no native host is left
+        self._load[moved.host] = self._load.get(moved.host, 0) + 1
+        return moved
+
+    async def release(self) -> None:
+        """Release every host-side lock this run holds."""
+        for session in self._sessions.values():
+            if session.lock is not None:
+                with contextlib.suppress(Exception):
+                    await session.lock.close()
+                session.lock = None
+
+    def sessions(self) -> list[HostSession]:
+        """Every session opened so far."""
+        return list(self._sessions.values())

@@ -1,0 +1,318 @@
+"""Faults made for real on the sshd farm: dead hosts, silent hosts, hostile outputs, no-op reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdist.devfarm import Farm
+from tests.helpers import kdist, make_project
+
+pytestmark = pytest.mark.e2e
+
+FOUR = "linux/amd64,linux/arm64,linux/s390x,windows/amd64"
+
+
+@pytest.fixture
+def fault_farm(tmp_path: Path, gocache: Path) -> Iterator[Farm]:
+    """A private 3-host farm a test may break (h1 amd64, h2 arm64, h3 s390x)."""
+    with Farm(tmp_path / "farm", 3, first_address=61, gocache=gocache) as running:
+        yield running
+
+
+def _no_leftovers(out: Path) -> None:
+    """Invariant: no staging folder, temp file or partial release is left in the output."""
+    leftovers = [
+        p
+        for p in out.rglob("*")
+        if p.name.startswith((".kdist-", ".release-tars")) or p.name.endswith((".tmp", ".old"))
+    ]
+    assert leftovers == []
+
+
+def _host_processes(farm: Farm, name: str) -> list[str]:
+    """Command lines of live processes working in a farm host's workdir."""
+    workdir = str(farm.host(name).workdir)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if workdir in cmd or cwd.startswith(workdir):
+            found.append(cmd)
+    return found
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_host_killed_mid_build_release_still_completes(
+    fault_farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """With one of 3 hosts killed mid-build, a 4-platform release completes and publishes all 4."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kdist",
+            "release",
+            "--hosts",
+            str(fault_farm.inventory_path),
+            "--source",
+            str(k8s_source),
+            "--output",
+            str(out),
+            "--platforms",
+            FOUR,
+            "--skip-tests",
+            "--json",
+            "--rebuild",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = out / "logs" / "linux-arm64.log"
+    _wait_for(lambda: log.exists() and "$ make" in log.read_text(), 120, "h2 to start building")
+    time.sleep(1.0)
+    fault_farm.stop_host("h2")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr + stdout[-3000:]
+    doc = json.loads(stdout)
+    slices = {s["platform"]: s for s in doc["slices"]}
+    assert all(s["status"] == "ok" for s in slices.values())
+    assert slices["linux/arm64"]["host"] != "h2"
+    assert slices["linux/arm64"]["attempts"] == 2
+    names = {t["name"] for t in doc["tarballs"]}
+    for platform in ("linux-amd64", "linux-arm64", "linux-s390x", "windows-amd64"):
+        assert f"kubernetes-client-{platform}.tar.gz" in names
+    assert any("h2 left out" in n for n in stderr.splitlines() + doc["notes"]) or "h2" in stderr
+    _no_leftovers(out)
+    assert _host_processes(fault_farm, "h2") == []
+
+
+def test_second_release_of_unchanged_tree_builds_nothing(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """A release of an unchanged tree reuses the journal: no SSH login, no build, < 1/5 of the time."""
+    out = tmp_path / "out"
+    args = (
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--output",
+        out,
+        "--platforms",
+        "linux/amd64,linux/arm64,linux/s390x",
+        "--skip-tests",
+        "--json",
+    )
+    start = time.monotonic()
+    first = kdist(*args)
+    first_took = time.monotonic() - start
+    assert first.code == 0, first.stderr
+    logins = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
+    start = time.monotonic()
+    second = kdist(*args)
+    second_took = time.monotonic() - start
+    assert second.code == 0, second.stderr
+    assert all(s["reused"] for s in second.json["slices"])
+    assert {h.name: farm.accepted_logins(h.name) for h in farm.hosts} == logins
+    assert (out / "release-tars/SHA256SUMS").read_text() == (
+        out / "release-tars/SHA256SUMS"
+    ).read_text()
+    assert [t["sha256"] for t in second.json["tarballs"]] == [
+        t["sha256"] for t in first.json["tarballs"]
+    ]
+    print(f"first release {first_took:.1f}s, unchanged re-release {second_took:.1f}s")
+    assert second_took < first_took / 5
+
+
+def test_changed_source_rebuilds_and_resume_fills_only_the_gap(farm: Farm, tmp_path: Path) -> None:
+    """After a failed slice, a re-release rebuilds only that slice; a source change rebuilds all."""
+    source = make_project("kubernetes", tmp_path / "kubernetes")
+    out = tmp_path / "out"
+    broken = tmp_path / "inventory.yaml"
+    broken.write_text(
+        farm.inventory_path.read_text().replace("  h2:\n", '  h2:\n    env: {GOFLAGS: "-nope"}\n')
+    )
+    args = (
+        "--source",
+        source,
+        "--output",
+        out,
+        "--platforms",
+        "linux/amd64,linux/arm64",
+        "--skip-tests",
+        "--json",
+    )
+    failed = kdist("release", "--hosts", broken, *args)
+    assert failed.code == 1
+    resumed = kdist("release", "--hosts", farm.inventory_path, "--resume", *args)
+    assert resumed.code == 0, resumed.stderr
+    reused = {s["platform"]: s["reused"] for s in resumed.json["slices"]}
+    assert reused == {"linux/amd64": True, "linux/arm64": False}
+    (source / "cmd/kubectl/extra.go").write_text("package main\n")
+    changed = kdist("release", "--hosts", farm.inventory_path, *args)
+    assert changed.code == 0, changed.stderr
+    assert not any(s["reused"] for s in changed.json["slices"])
+
+
+class SilentListener:
+    """A TCP listener that accepts connections and never says a word (no SSH banner)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.create_server((address, port))
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        """Stop listening and drop every accepted connection."""
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_silent_host_is_left_out_within_the_connect_timeout(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """A host that accepts TCP but never speaks SSH is left out after the connect timeout; others build."""
+    listener = SilentListener("127.0.0.58", 2222)
+    try:
+        text = farm.inventory_path.read_text() + (
+            '  silent:\n    address: "127.0.0.58"\n    platforms: ["linux/ppc64le"]\n'
+            f'    workdir: "{tmp_path}/silent"\n'
+        )
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(text)
+        start = time.monotonic()
+        ran = kdist(
+            "release",
+            "--hosts",
+            inventory,
+            "--source",
+            k8s_source,
+            "--output",
+            tmp_path / "out",
+            "--platforms",
+            "linux/ppc64le,linux/amd64",
+            "--skip-tests",
+            "--json",
+            "--connect-timeout",
+            "3",
+        )
+        took = time.monotonic() - start
+    finally:
+        listener.close()
+    assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
+    ppc = next(s for s in ran.json["slices"] if s["platform"] == "linux/ppc64le")
+    assert ppc["host"] != "silent" and ppc["attempts"] == 2
+    assert took < 120
+    assert "no SSH answer within 3s" in ran.stderr + json.dumps(ran.json)
+
+
+def _hostile_profile(tmp_path: Path, action: str) -> Path:
+    # The real build runs, then `action` tampers with the output the way a hostile host could.
+    profile = tmp_path / "hostile.yaml"
+    profile.write_text(
+        "layout: kubernetes\n"
+        f"build: sh -c 'make cross KUBE_BUILD_PLATFORMS=$0 && cd _output/local/bin/$0 && {action}' {{platform}}\n"
+    )
+    return profile
+
+
+@pytest.mark.parametrize(
+    ("action", "code", "needle"),
+    [
+        ("rm kubectl && ln -s /etc/passwd kubectl", 1, "did not produce kubectl"),
+        ("rm kubectl && mkfifo kubectl", 1, "did not produce kubectl"),
+        ("cp /bin/ls kubectl", 4, "kubectl is a linux/amd64 binary"),
+    ],
+)
+def test_hostile_outputs_are_refused(
+    farm: Farm, k8s_source: Path, tmp_path: Path, action: str, code: int, needle: str
+) -> None:
+    """A symlink to /etc/passwd, a FIFO or a wrong-architecture binary never reaches the output."""
+    out = tmp_path / "out"
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--profile",
+        _hostile_profile(tmp_path, action),
+        "--output",
+        out,
+        "--platforms",
+        "linux/arm64",
+        "--skip-tests",
+        "--json",
+    )
+    assert ran.code == code, ran.stderr
+    slc = ran.json["slices"][0]
+    assert needle in slc["error"]
+    assert not (out / "dockerized/bin/linux/arm64").exists()
+    assert not (out / "release-tars").exists()
+    passwd = Path("/etc/passwd").read_bytes()
+    for path in out.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert passwd not in path.read_bytes(), path
+    _no_leftovers(out)
+
+
+def test_changed_host_key_is_refused_and_the_host_left_out(
+    tmp_path: Path, gocache: Path, k8s_source: Path
+) -> None:
+    """A host whose key changed is never used (rsync included); its platform moves to another host."""
+    with Farm(tmp_path / "farm", 2, first_address=66, gocache=gocache) as farm:
+        farm.rekey_host("h2")
+        ran = kdist(
+            "release",
+            "--hosts",
+            farm.inventory_path,
+            "--source",
+            k8s_source,
+            "--output",
+            tmp_path / "out",
+            "--platforms",
+            "linux/arm64",
+            "--skip-tests",
+            "--json",
+        )
+        assert ran.code == 0, ran.stderr
+        slc = ran.json["slices"][0]
+        assert slc["host"] == "h1" and slc["attempts"] == 2
+        assert farm.accepted_logins("h2") == 0
+        assert "host key not accepted" in ran.stderr + json.dumps(ran.json)
