@@ -20,8 +20,12 @@ from kdist.model import CommandResult, Slice
 from kdist.transport import LineSink, Transport
 
 # Exit codes that mean the host, not the source, is at fault.
-INFRA_EXIT_CODES = {commands.NO_WORKDIR: "workdir missing", 126: "not executable",
-                    127: "command not found"}  # fmt: skip
+INFRA_EXIT_CODES = {
+    commands.NO_WORKDIR: "workdir missing",
+    126: "not executable",
+    127: "command not found",
+    hostside.EXIT_CANCELLED: "stopped (SIGTERM)",
+}
 
 # Output that means the host ran out of something, not that the source is wrong.
 _HOST_FAULTS = (

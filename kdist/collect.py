@@ -12,7 +12,7 @@ from pathlib import Path
 from kdist import binfmt, hostside
 from kdist.errors import CommandFailed, IntegrityError, TransferError
 from kdist.model import Artifact, Platform, Slice
-from kdist.transport import Transport
+from kdist.transport import TAIL_LINES, Transport
 
 MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway
 
@@ -63,6 +63,9 @@ async def remote_manifest(
     if not result.ok:
         msg = f"{slc.host}: cannot list {slc.artifacts}: {result.tail(3)}"
         raise TransferError(msg)
+    if len(result.stdout.splitlines()) >= TAIL_LINES:  # the transport keeps only a tail
+        msg = f"{slc.host}: {slc.platform}: {TAIL_LINES} or more entries in {slc.artifacts}"
+        raise IntegrityError(msg)
     try:
         return {e.name: e for e in hostside.parse_manifest(result.stdout)}
     except ValueError as exc:

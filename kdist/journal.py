@@ -8,19 +8,25 @@ same digests and the right architecture, reuses them instead of building again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kdist import __version__
+from kdist import __version__, commands
 from kdist.collect import sha256_file, verify_staging
 from kdist.errors import KdistError
-from kdist.model import Artifact, Platform, Profile, Slice, VersionInfo
+from kdist.model import Artifact, Platform, Profile, Slice, SliceResult, Status, VersionInfo
+
+if TYPE_CHECKING:
+    from kdist.pipeline import Job
+
+RELEASE_DIR = "release-tars"
 
 JOURNAL = ".kdist/journal.json"
 _SKIP_TOP = {"_output", ".git"}  # what sync never sends, so it cannot change a build
@@ -87,8 +93,10 @@ class Journal:
     def __init__(self, output: Path) -> None:
         self.path = output / JOURNAL
         self.entries: dict[str, Entry] = {}
+        self.release: dict[str, str] = {}
         try:
             raw: dict[str, Any] = json.loads(self.path.read_text())
+            self.release = {k: str(v) for k, v in raw.get("release", {}).items()}
             for platform, e in raw.get("slices", {}).items():
                 arts = tuple(Artifact(**a) for a in e["artifacts"])
                 self.entries[platform] = Entry(
@@ -123,14 +131,124 @@ class Journal:
         self.record_all()
 
     def forget(self, platform: Platform) -> None:
-        """Drop a slice's entry (its binaries are being replaced)."""
-        if self.entries.pop(str(platform), None) is not None:
+        """Drop a slice's entry (its binaries are being replaced), and the release record."""
+        if self.entries.pop(str(platform), None) is not None or self.release:
+            self.release = {}
             self.record_all()
+
+    def published(self, key: str, tars: Path) -> list[tuple[str, str]] | None:
+        """The published tarballs with digests, if they are the recorded release and verify."""
+        if self.release.get("key") != key:
+            return None
+        try:
+            sums = (tars / "SHA256SUMS").read_text()
+        except OSError:
+            return None
+        if sums != self.release.get("sums"):
+            return None
+        listed = [tuple(line.split("  ", 1)) for line in sums.splitlines()]
+        for digest, name in listed:
+            if not (tars / name).is_file() or sha256_file(tars / name) != digest:
+                return None
+        return sorted((name, digest) for digest, name in listed)
+
+    def record_release(self, key: str, tars: Path) -> None:
+        """Remember which release a set of inputs produced."""
+        self.release = {"key": key, "sums": (tars / "SHA256SUMS").read_text()}
+        self.record_all()
 
     def record_all(self) -> None:
         """Rewrite the file from memory."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"slices": {p: asdict(e) for p, e in sorted(self.entries.items())}}
+        doc = {
+            "slices": {p: asdict(e) for p, e in sorted(self.entries.items())},
+            "release": self.release,
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(self.path)
+
+
+class Memo:
+    """The journal as the pipeline uses it: reuse verified slices, remember new ones."""
+
+    def __init__(self, journal: Journal | None, tree: str) -> None:
+        self.journal = journal
+        self.tree = tree
+        self._reusable: dict[str, tuple[Artifact, ...] | None] = {}
+
+    @classmethod
+    async def open(cls, job: Job) -> Memo:
+        """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
+        if not job.package:
+            return cls(None, "")
+        tree = await asyncio.to_thread(tree_digest, job.source)
+        return cls(Journal(job.output), tree)
+
+    def _key(self, job: Job, slc: Slice) -> str:
+        return slice_key(self.tree, slc, job.profile, job.version, job.what)
+
+    def reuse(self, job: Job, slc: Slice, log: str) -> SliceResult | None:
+        """A finished result from the journal, when nothing it depends on changed."""
+        if self.journal is None or not job.reuse:
+            return None
+        if slc.key not in self._reusable:
+            dest = job.dest(slc.platform)
+            key = self._key(job, slc)
+            found = self.journal.reusable(slc.platform, key, dest, job.expected(slc.platform))
+            self._reusable[slc.key] = found
+        arts = self._reusable[slc.key]
+        if arts is None:
+            return None
+        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True)
+
+    def forget(self, slc: Slice) -> None:
+        """The slice's binaries are about to be replaced: its entry no longer holds."""
+        if self.journal is not None:
+            self.journal.forget(slc.platform)
+
+    def remember(self, job: Job, slc: Slice, result: SliceResult) -> None:
+        """Record a slice that was just built and verified."""
+        if self.journal is None:
+            return
+        entry = Entry(
+            key=self._key(job, slc),
+            host=result.slice.host,
+            toolchain="",
+            command=commands.to_shell(result.slice.argv),
+            artifacts=result.artifacts,
+        )
+        self.journal.record(slc.platform, entry)
+
+    def _release_key(self, job: Job, artifacts: Sequence[tuple[str, tuple[Artifact, ...]]]) -> str:
+        doc = {
+            "kdist": __version__,
+            "tree": self.tree,
+            "version": asdict(job.version),
+            "profile": [job.profile.name, job.profile.layout.value, list(job.profile.package)],
+            "platforms": [str(p) for p in job.platforms],
+            "tested": job.run_tests and bool(job.profile.test),
+            "binaries": sorted((p, a.path, a.sha256) for p, arts in artifacts for a in arts),
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def unchanged_release(self, job: Job, slices: Sequence[Slice]) -> list[tuple[str, str]] | None:
+        """The published tarballs, when every slice is reusable and they are what it would make.
+
+        Tarballs are byte-reproducible, so the same inputs make the same bytes; checking the
+        published ones against their recorded digests is the re-verification.
+        """
+        if self.journal is None or not job.reuse or not job.package:
+            return None
+        found = [(str(s.platform), self.reuse(job, s, "")) for s in slices]
+        if any(r is None for _, r in found):
+            return None
+        key = self._release_key(job, [(p, r.artifacts) for p, r in found if r is not None])
+        return self.journal.published(key, job.output / RELEASE_DIR)
+
+    def remember_release(self, job: Job, results: Sequence[SliceResult]) -> None:
+        """Record the release just published, for the next no-op run."""
+        if self.journal is None:
+            return
+        key = self._release_key(job, [(str(r.slice.platform), r.artifacts) for r in results])
+        self.journal.record_release(key, job.output / RELEASE_DIR)

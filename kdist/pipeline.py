@@ -37,7 +37,7 @@ from kdist.events import (
     Reporter,
     SliceFinished,
 )
-from kdist.journal import Entry, Journal, slice_key, tree_digest
+from kdist.journal import Memo
 from kdist.model import (
     CommandResult,
     Host,
@@ -81,6 +81,12 @@ class Job:
     attempts: int = 3  # per slice: infrastructure failures move it to another host
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
     backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+    def expected(self, platform: Platform) -> tuple[str, ...] | None:
+        """The binaries a slice must bring back (None: whatever the build made)."""
+        if self.profile.layout is not Layout.KUBERNETES or self.what:
+            return None
+        return kubernetes.expected_binaries(platform)
 
     @property
     def deadlines(self) -> Deadlines:
@@ -262,28 +268,15 @@ async def execute(
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
-    packager = Packager(job) if job.package else None
+    memo = await Memo.open(job)
+    published = memo.unchanged_release(job, the_plan.slices)
+    if published is not None:
+        reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
+    packager = Packager(job) if job.package and published is None else None
     if packager is not None:
         packager.start()
     run_id = secrets.token_hex(4)
-
-    async def opener(host: Host) -> Transport:
-        failed = await conns.open([host])
-        if failed:
-            raise ConnectError(failed[host.name])
-        return conns[host.name]
-
-    sched = Scheduler(
-        hosts=hosts,
-        natives=prepared.natives,
-        request=job.request(tuple(s.platform for s in the_plan.slices)),
-        the_plan=the_plan,
-        opener=opener,
-        setup=lambda session: _setup_host(job, session, run_id),
-        reporter=reporter,
-        excluded=dict(prepared.down),
-    )
-    memo = await Memo.open(job)
+    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id)
     try:
         results = list(
             await asyncio.gather(
@@ -299,12 +292,55 @@ async def execute(
         await sched.release()
         raise
     outcome = RunResult(the_plan, results, notes=reporter.notes)
+    if published is not None:
+        outcome.tarballs = published  # the tests passed for exactly these inputs already
+    else:
+        await _conclude(job, outcome, sched, packager, memo, reporter)
+    await sched.release()
+    return outcome
+
+
+def _scheduler(
+    job: Job,
+    prepared: Prepared,
+    hosts: Sequence[Host],
+    conns: Connections,
+    reporter: Reporter,
+    run_id: str,
+) -> Scheduler:
+    async def opener(host: Host) -> Transport:
+        failed = await conns.open([host])
+        if failed:
+            raise ConnectError(failed[host.name])
+        return conns[host.name]
+
+    return Scheduler(
+        hosts=hosts,
+        natives=prepared.natives,
+        request=job.request(tuple(s.platform for s in prepared.plan.slices)),
+        the_plan=prepared.plan,
+        opener=opener,
+        setup=lambda session: _setup_host(job, session, run_id),
+        reporter=reporter,
+        excluded=dict(prepared.down),
+    )
+
+
+async def _conclude(
+    job: Job,
+    outcome: RunResult,
+    sched: Scheduler,
+    packager: Packager | None,
+    memo: Memo,
+    reporter: Reporter,
+) -> None:
+    """Unit tests, then publish; remember the release for the next no-op run."""
     if job.run_tests and job.profile.test and outcome.ok:
         await _run_tests(job, sched, outcome, reporter)
     if packager is not None:
         await packager.finish(outcome)
-    await sched.release()
-    return outcome
+        if outcome.ok:
+            memo.remember_release(job, outcome.results)
 
 
 async def _run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
@@ -408,54 +444,6 @@ async def _finish(
     return result
 
 
-class Memo:
-    """The journal as the pipeline uses it: reuse verified slices, remember new ones."""
-
-    def __init__(self, journal: Journal | None, tree: str) -> None:
-        self.journal = journal
-        self.tree = tree
-
-    @classmethod
-    async def open(cls, job: Job) -> Memo:
-        """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
-        if not job.package:
-            return cls(None, "")
-        tree = await asyncio.to_thread(tree_digest, job.source)
-        return cls(Journal(job.output), tree)
-
-    def _key(self, job: Job, slc: Slice) -> str:
-        return slice_key(self.tree, slc, job.profile, job.version, job.what)
-
-    def reuse(self, job: Job, slc: Slice, log: str) -> SliceResult | None:
-        """A finished result from the journal, when nothing it depends on changed."""
-        if self.journal is None or not job.reuse:
-            return None
-        dest = job.dest(slc.platform)
-        expected = _expected(job, slc.platform)
-        arts = self.journal.reusable(slc.platform, self._key(job, slc), dest, expected)
-        if arts is None:
-            return None
-        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True)
-
-    def forget(self, slc: Slice) -> None:
-        """The slice's binaries are about to be replaced: its entry no longer holds."""
-        if self.journal is not None:
-            self.journal.forget(slc.platform)
-
-    def remember(self, job: Job, slc: Slice, result: SliceResult) -> None:
-        """Record a slice that was just built and verified."""
-        if self.journal is None:
-            return
-        entry = Entry(
-            key=self._key(job, slc),
-            host=result.slice.host,
-            toolchain="",
-            command=commands.to_shell(result.slice.argv),
-            artifacts=result.artifacts,
-        )
-        self.journal.record(slc.platform, entry)
-
-
 async def _attempt(
     job: Job, slc: Slice, sched: Scheduler, reporter: Reporter, attempt_id: str
 ) -> SliceResult:
@@ -480,7 +468,7 @@ async def _attempt(
                     raise _build_error(slc, built.returncode, built.tail(10))
                 phase = "pull"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                expected = _expected(job, slc.platform)
+                expected = job.expected(slc.platform)
                 artifacts = await collect_slice(
                     session.transport,
                     slc,
@@ -494,12 +482,6 @@ async def _attempt(
             return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
     took = time.monotonic() - start
     return SliceResult(slc, Status.OK, took, "done", "", str(log_path), artifacts)
-
-
-def _expected(job: Job, platform: Platform) -> tuple[str, ...] | None:
-    if job.profile.layout is not Layout.KUBERNETES or job.what:
-        return None
-    return kubernetes.expected_binaries(platform)
 
 
 def _build_error(slc: Slice, code: int, tail: str) -> KdistError:

@@ -32,9 +32,28 @@ from kdist.hostside import (
 )
 
 # Everything the scripts and these tests call, for the PATH without util-linux and sha256sum.
-FALLBACK_TOOLS = (
-    "mkdir touch rm mv cat sleep perl shasum uname date find od tr stat wc grep mkfifo ln ls true"
-).split()
+FALLBACK_TOOLS = [
+    "mkdir",
+    "touch",
+    "rm",
+    "mv",
+    "cat",
+    "sleep",
+    "perl",
+    "shasum",
+    "uname",
+    "date",
+    "find",
+    "od",
+    "tr",
+    "stat",
+    "wc",
+    "grep",
+    "mkfifo",
+    "ln",
+    "ls",
+    "true",
+]
 
 
 def _shell_dir(tmp: Path, shell: str, tools: Sequence[str]) -> Path:
@@ -271,7 +290,9 @@ def test_guarded_stops_what_a_finished_build_left_behind(procs: Procs, tmp_path:
 
 def test_guarded_missing_workdir_exits_no_workdir(procs: Procs, tmp_path: Path) -> None:
     """A missing workdir is exit 97 with a message, and nothing runs."""
-    done = procs.run(guarded(["touch", str(tmp_path / "ran")], workdir=str(tmp_path / "no"), attempt="r1-1"))
+    done = procs.run(
+        guarded(["touch", str(tmp_path / "ran")], workdir=str(tmp_path / "no"), attempt="r1-1")
+    )
     assert done.returncode == NO_WORKDIR
     assert "no directory" in done.stderr
     assert not (tmp_path / "ran").exists()
@@ -305,8 +326,8 @@ def test_bad_attempt_ids_are_refused(attempt: str) -> None:
 
 
 def test_bad_numbers_and_empty_argv_are_refused() -> None:
-    """Negative or fractional grace, bad waits and sizes, and an empty command are refused."""
-    for call in (
+    """Negative or fractional grace, bad waits, run ids and sizes, and an empty command are refused."""
+    calls: list[Callable[[], list[str]]] = [
         lambda: guarded([], workdir="/w", attempt="a-1"),
         lambda: guarded(["true"], workdir="/w", attempt="a-1", grace=-1),
         lambda: kill_attempt("/w", "a-1", grace=1.5),  # type: ignore[arg-type]
@@ -314,7 +335,8 @@ def test_bad_numbers_and_empty_argv_are_refused() -> None:
         lambda: hold_lock("/w", "r1", -1),
         lambda: hold_lock("/w", "r1", float("nan")),
         lambda: manifest("/w/o", "/w", "a-1", -1),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ValueError):
             call()
 
@@ -388,7 +410,9 @@ def test_kill_attempt_with_nothing_running_returns_0(procs: Procs, tmp_path: Pat
 def test_kill_attempt_before_start_cancels_the_build(procs: Procs, tmp_path: Path) -> None:
     """An attempt killed before it started exits 143 without running the build."""
     assert procs.run(kill_attempt(str(tmp_path), "r1-1")).returncode == 0
-    done = procs.run(guarded(["touch", str(tmp_path / "ran")], workdir=str(tmp_path), attempt="r1-1"))
+    done = procs.run(
+        guarded(["touch", str(tmp_path / "ran")], workdir=str(tmp_path), attempt="r1-1")
+    )
     assert done.returncode == 143
     assert not (tmp_path / "ran").exists()
 
@@ -412,9 +436,9 @@ def test_kill_attempt_leaves_a_reused_pgid_alone(procs: Procs, tmp_path: Path) -
 # --- hold_lock -------------------------------------------------------------------------
 
 
-def _locked(procs: Procs, work: Path, run_id: str) -> subprocess.Popen[str]:
+def _locked(procs: Procs, work: Path, run_id: str, wait: float = 1) -> subprocess.Popen[str]:
     """Start a lock holder and wait for its `locked` line."""
-    holder = procs.start(hold_lock(str(work), run_id, 1))
+    holder = procs.start(hold_lock(str(work), run_id, wait))
     assert holder.stdout is not None
     assert holder.stdout.readline() == f"locked {run_id}\n"
     return holder
@@ -436,7 +460,7 @@ def test_hold_lock_busy_then_free_after_stdin_closes(procs: Procs, tmp_path: Pat
     assert first.stdin is not None
     first.stdin.close()
     assert _finish(first, 2)[0] == 0
-    second = _locked(procs, tmp_path, "run-c")
+    second = _locked(procs, tmp_path, "run-c", wait=0)  # free at once, no waiting
     assert (tmp_path / ".kdist" / "owner").read_text().split()[0] == "run-c"
     assert second.stdin is not None
     second.stdin.close()
