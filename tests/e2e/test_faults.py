@@ -322,3 +322,283 @@ def test_changed_host_key_is_refused_and_the_host_left_out(
         assert slc["host"] == "h1" and slc["attempts"] == 2
         assert farm.accepted_logins("h2") == 0
         assert "host key not accepted" in ran.stderr + json.dumps(ran.json)
+
+
+def _hang_profile(tmp_path: Path, marker: str, trap_term: bool = False) -> Path:
+    # A build that prints one line and then hangs; `marker` finds its processes in /proc.
+    trap = "trap '' TERM; " if trap_term else ""
+    profile = tmp_path / "hang.yaml"
+    profile.write_text(
+        "layout: kubernetes\n"
+        f"build: sh -c '{trap}echo started {marker}; sleep 600; echo {marker}' {{platform}}\n"
+    )
+    return profile
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmd and state != "Z" and str(os.getpid()) != proc.name:
+            found.append(cmd)
+    return found
+
+
+def test_silent_build_is_stopped_by_the_idle_timeout(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """A build that prints one line then hangs is stopped after --idle-timeout; nothing is left running."""
+    marker = f"kdist-hang-{os.getpid()}-idle"
+    start = time.monotonic()
+    ran = kdist(
+        "release",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--profile",
+        _hang_profile(tmp_path, marker),
+        "--output",
+        tmp_path / "out",
+        "--platforms",
+        "linux/arm64",
+        "--skip-tests",
+        "--json",
+        "--idle-timeout",
+        "4",
+        "--attempts",
+        "2",
+    )
+    took = time.monotonic() - start
+    assert ran.code == 3, ran.stderr
+    slc = ran.json["slices"][0]
+    assert "no output for 4s" in slc["error"] and slc["attempts"] == 2
+    assert took < 60
+    _wait_for(lambda: not _processes_with(marker), 15, "the hung builds to be gone")
+    _no_leftovers(tmp_path / "out")
+
+
+def _start_release(
+    farm: Farm, source: Path, out: Path, *extra: str | Path
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kdist",
+            "release",
+            "--hosts",
+            str(farm.inventory_path),
+            "--source",
+            str(source),
+            "--output",
+            str(out),
+            "--skip-tests",
+            *map(str, extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_interrupt_stops_every_remote_build(
+    farm: Farm, k8s_source: Path, tmp_path: Path, twice: bool
+) -> None:
+    """SIGINT to kdist kills the builds on the hosts (a second one without grace) and exits 130."""
+    marker = f"kdist-hang-{os.getpid()}-int-{twice}"
+    out = tmp_path / "out"
+    (out / "release-tars").mkdir(parents=True)
+    (out / "release-tars/previous").write_text("kept")
+    proc = _start_release(
+        farm,
+        k8s_source,
+        out,
+        "--profile",
+        _hang_profile(tmp_path, marker, twice),
+        "--platforms",
+        "linux/amd64,linux/arm64",
+    )
+    _wait_for(lambda: len(_processes_with(marker)) >= 2, 60, "both builds to start")
+    start = time.monotonic()
+    proc.send_signal(2)
+    if twice:
+        time.sleep(1)
+        proc.send_signal(2)
+    _, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - start
+    assert proc.returncode == 130, stderr
+    assert _processes_with(marker) == []
+    assert took < (8 if twice else 20)  # the TERM-ignoring build needed the second Ctrl-C
+    assert sorted(p.name for p in (out / "release-tars").iterdir()) == ["previous"]
+    _no_leftovers(out)
+
+
+def test_two_releases_at_once_on_one_host(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
+    """While one run builds in a host's workdir, a second run waits --lock-wait and reports it busy."""
+    marker = f"kdist-hang-{os.getpid()}-lock"
+    first = _start_release(
+        farm,
+        k8s_source,
+        tmp_path / "one",
+        "--profile",
+        _hang_profile(tmp_path, marker),
+        "--platforms",
+        "linux/s390x",
+        "--host",
+        "h3",
+    )
+    try:
+        _wait_for(lambda: _processes_with(marker), 60, "the first build to start")
+        start = time.monotonic()
+        second = kdist(
+            "release",
+            "--hosts",
+            farm.inventory_path,
+            "--source",
+            k8s_source,
+            "--output",
+            tmp_path / "two",
+            "--platforms",
+            "linux/s390x",
+            "--host",
+            "h3",
+            "--skip-tests",
+            "--json",
+            "--lock-wait",
+            "2",
+        )
+        took = time.monotonic() - start
+        assert second.code == 3, second.stderr
+        assert "busy" in second.json["slices"][0]["error"]
+        assert took < 30
+    finally:
+        first.send_signal(2)
+        first.communicate(timeout=60)
+    after = kdist(
+        "build",
+        "--hosts",
+        farm.inventory_path,
+        "--source",
+        k8s_source,
+        "--platform",
+        "linux/s390x",
+        "--host",
+        "h3",
+        "cmd/kubectl",
+        "--lock-wait",
+        "5",
+    )
+    assert after.code == 0, after.stderr  # the lock of the interrupted run was released
+
+
+def test_disk_full_host_moves_its_slice(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
+    """A host whose workdir hits ENOSPC is an infrastructure failure: the slice moves to another host."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
+    try:
+        text = farm.inventory_path.read_text()
+        text = text.replace(f'workdir: "{farm.host("h2").workdir}"', f'workdir: "{small}"')
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(text)
+        ran = kdist(
+            "release",
+            "--hosts",
+            inventory,
+            "--source",
+            k8s_source,
+            "--output",
+            tmp_path / "out",
+            "--platforms",
+            "linux/arm64",
+            "--skip-tests",
+            "--json",
+            "--rebuild",
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+    assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
+    slc = ran.json["slices"][0]
+    assert slc["host"] != "h2" and slc["attempts"] == 2
+    assert any(
+        "h2" in n and ("ENOSPC" in n or "disk" in n or "sync" in n) for n in ran.json["notes"]
+    ), ran.json["notes"]
+
+
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """An address in a network namespace behind a veth link that drops every packet."""
+    ns, a, b = f"kdist-bh{os.getpid()}", f"kbh{os.getpid() % 10000}a", f"kbh{os.getpid() % 10000}b"
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+        ["ip", "link", "set", b, "netns", ns],
+        ["ip", "addr", "add", "10.213.77.1/30", "dev", a],
+        ["ip", "link", "set", a, "up"],
+        ["ip", "netns", "exec", ns, "ip", "addr", "add", "10.213.77.2/30", "dev", b],
+        ["ip", "netns", "exec", ns, "ip", "link", "set", b, "up"],
+        # Frames go to a MAC address nobody has: every packet is silently dropped on the link.
+        # (tc netem loss 100% does the same where the kernel has sch_netem; this one may not.)
+        [
+            "ip",
+            "neigh",
+            "replace",
+            "10.213.77.2",
+            "lladdr",
+            "02:00:5e:00:53:01",
+            "dev",
+            a,
+            "nud",
+            "permanent",
+        ],
+    ]
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        yield "10.213.77.2"
+    finally:
+        subprocess.run(["ip", "link", "del", a], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def test_host_behind_a_dropping_link_is_left_out(
+    farm: Farm, k8s_source: Path, tmp_path: Path, blackhole: str
+) -> None:
+    """A host whose link drops everything is given up after the connect timeout; the others build."""
+    text = farm.inventory_path.read_text() + (
+        f'  dropped:\n    address: "{blackhole}"\n    platforms: ["linux/ppc64le"]\n'
+        f'    workdir: "{tmp_path}/dropped"\n'
+    )
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(text)
+    start = time.monotonic()
+    ran = kdist(
+        "release",
+        "--hosts",
+        inventory,
+        "--source",
+        k8s_source,
+        "--output",
+        tmp_path / "out",
+        "--platforms",
+        "linux/ppc64le",
+        "--skip-tests",
+        "--json",
+        "--connect-timeout",
+        "3",
+    )
+    took = time.monotonic() - start
+    assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
+    slc = ran.json["slices"][0]
+    assert slc["host"] != "dropped" and slc["attempts"] == 2
+    assert "dropped" in json.dumps(ran.json["notes"])
+    assert "no SSH answer within 3s" in json.dumps(ran.json["notes"])
+    assert took < 90
