@@ -50,6 +50,11 @@ def _hosts_option(p: argparse.ArgumentParser) -> None:
         help=f"inventory YAML (default: ${HOSTS_ENV}, else this machine alone)",
     )
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record the key of a host known_hosts has none for (a changed key is always refused)",
+    )
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:

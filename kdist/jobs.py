@@ -132,7 +132,8 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
 
 
 def _factory(args: argparse.Namespace) -> pipeline.TransportFactory:
-    return lambda host: open_transport(host, args.connect_timeout)
+    accept = getattr(args, "accept_new_host_keys", False)
+    return lambda host: open_transport(host, args.connect_timeout, accept_new_host_keys=accept)
 
 
 def print_json(doc: dict[str, Any]) -> None:
@@ -240,7 +241,7 @@ def _remove_tree(path: Path) -> None:
 
 
 async def _clean_host(host: Host, workdir: str, args: argparse.Namespace) -> tuple[str, str]:
-    transport = open_transport(host, args.connect_timeout)
+    transport = _factory(args)(host)
     try:
         await transport.connect()
         result = await transport.run(commands.remove_tree(workdir))

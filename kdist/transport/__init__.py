@@ -80,7 +80,9 @@ class OutputCollector:
         return "\n".join(self._tail)
 
 
-def open_transport(host: Host, connect_timeout: float = 10.0) -> Transport:
+def open_transport(
+    host: Host, connect_timeout: float = 10.0, *, accept_new_host_keys: bool = False
+) -> Transport:
     """The transport for `host`: local for the head node, SSH otherwise."""
     if host.local:
         from kdist.transport.local import LocalTransport
@@ -88,4 +90,5 @@ def open_transport(host: Host, connect_timeout: float = 10.0) -> Transport:
         return LocalTransport(host)
     from kdist.transport.ssh import SshOptions, SshTransport
 
-    return SshTransport(host, SshOptions(connect_timeout=connect_timeout))
+    options = SshOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys)
+    return SshTransport(host, options)

@@ -36,6 +36,7 @@ class SshOptions:
     connect_timeout: float = 10.0
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 3
+    accept_new_host_keys: bool = False  # trust on first use (OpenSSH accept-new); never a change
 
 
 class SshTransport:
@@ -57,6 +58,9 @@ class SshTransport:
     async def connect(self) -> None:
         """Open and authenticate the connection; errors name the host and the cause."""
         known_hosts = self.host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        if self.options.accept_new_host_keys and not _is_known(known_hosts, self.host):
+            await self._connect_first_time(known_hosts)
+            return
         if not known_hosts.is_file():
             msg = (
                 f"{self.label}: known_hosts file {known_hosts} does not exist, "
@@ -81,6 +85,24 @@ class SshTransport:
         except (OSError, asyncssh.Error) as exc:
             msg = f"{self.label}: unreachable: {exc}"
             raise ConnectError(msg) from exc
+        await self._start_relay()
+
+    async def _connect_first_time(self, known_hosts: Path) -> None:
+        """accept-new: a host with no key on record is trusted once and its key recorded."""
+        args = {**self._connect_args(known_hosts), "known_hosts": None}
+        try:
+            self._conn = await asyncio.wait_for(
+                asyncssh.connect(self.host.address, **args), self.options.connect_timeout
+            )
+        except (asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error) as exc:
+            msg = f"{self.label}: unreachable: {exc or 'no SSH answer'}"
+            raise ConnectError(msg) from exc
+        key = self._conn.get_server_host_key()
+        assert key is not None
+        line = f"[{self.host.address}]:{self.host.port} {key.export_public_key().decode().strip()}"
+        known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with known_hosts.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
         await self._start_relay()
 
     def _connect_args(self, known_hosts: Path) -> dict[str, Any]:
@@ -269,6 +291,18 @@ async def _copy_down(
     while data := await stream.read(CHUNK):
         writer.write(_frame(kind, data))
         await writer.drain()
+
+
+def _is_known(known_hosts: Path, host: Host) -> bool:
+    """True when known_hosts has any key (or CA) for the host: then only that key is accepted."""
+    if not known_hosts.is_file():
+        return False
+    try:
+        table = asyncssh.read_known_hosts(str(known_hosts))
+    except (OSError, ValueError, asyncssh.Error):
+        return True  # unreadable: fail closed, strict checking will report it
+    matched = table.match(host.address, "", host.port)
+    return any(matched[:2])
 
 
 def _frame(kind: int, data: bytes) -> bytes:

@@ -182,3 +182,36 @@ def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
     host = Host(name="ghost", address="127.0.0.99", port=2222, known_hosts=kh)
     with pytest.raises(ConnectError, match=r"ghost .*unreachable"):
         asyncio.run(open_transport(host, connect_timeout=3).connect())
+
+
+def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: Path) -> None:
+    """--accept-new-host-keys trusts a host with no recorded key once, records it, and still refuses a changed key."""
+    from dataclasses import replace
+
+    with Farm(tmp_path / "farm", 1, first_address=93) as solo:
+        kh = tmp_path / "fresh_known_hosts"
+        host = replace(_farm_host(solo, "h1"), known_hosts=kh)
+        with pytest.raises(ConnectError, match="known_hosts"):
+            asyncio.run(open_transport(host).connect())
+
+        async def first() -> str:
+            transport = open_transport(host, accept_new_host_keys=True)
+            await transport.connect()
+            try:
+                return (await transport.run(["echo", "hi"])).stdout
+            finally:
+                await transport.close()
+
+        assert asyncio.run(first()) == "hi"
+        assert kh.read_text().startswith("[127.0.0.93]:2222 ssh-ed25519 ")
+
+        async def strict() -> None:
+            transport = open_transport(host)
+            await transport.connect()
+            await transport.close()
+
+        asyncio.run(strict())  # the recorded key now verifies without the flag
+        solo.rekey_host("h1")
+        with pytest.raises(ConnectError, match="host key"):
+            asyncio.run(open_transport(host, accept_new_host_keys=True).connect())
+        assert len(kh.read_text().splitlines()) == 1
