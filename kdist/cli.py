@@ -104,6 +104,11 @@ def _release_options(p: argparse.ArgumentParser, *, quick: bool) -> None:
     p.add_argument("--platforms", metavar="LIST", help="comma separated os/arch list")
     p.add_argument("--output", type=Path, metavar="DIR", help="default: SOURCE/_output")
     p.add_argument("--host", metavar="NAME", help="build every platform on this host")
+    p.add_argument(
+        "--images",
+        action="store_true",
+        help="also build the server images when docker can (else say why not)",
+    )
     p.set_defaults(quick=quick, skip_tests=quick)
     if not quick:
         p.add_argument("--skip-tests", action="store_true", help="do not run the unit tests")

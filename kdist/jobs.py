@@ -123,6 +123,7 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
         in_tree=not release,
         run_tests=release and not args.skip_tests,
         reuse=not getattr(args, "rebuild", False),
+        images=getattr(args, "images", False),
         attempts=max(1, getattr(args, "attempts", 3)),
         slice_timeout=getattr(args, "slice_timeout", None),
         idle_timeout=getattr(args, "idle_timeout", 900.0),

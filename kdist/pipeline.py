@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kdist import commands, kubernetes, plan, sync
+from kdist import commands, images, kubernetes, plan, sync
 from kdist.build import INFRA_EXIT_CODES, Deadlines, build_slice, host_fault
 from kdist.check import probe_host
 from kdist.collect import collect_slice
@@ -80,6 +80,7 @@ class Job:
     lock_wait: float = 30.0
     attempts: int = 3  # per slice: infrastructure failures move it to another host
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
+    images: bool = False  # release --images: server images (see kdist.images)
     backoff: float = 1.0  # seconds before the first retry; doubles each time
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
@@ -268,6 +269,9 @@ async def execute(
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
+    if job.images and job.profile.layout is Layout.KUBERNETES:
+        why = await asyncio.to_thread(images.why_not)
+        reporter.emit(Note(f"server images not built: {why}", "warning"))
     memo = await Memo.open(job)
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:
