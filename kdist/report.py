@@ -75,6 +75,7 @@ class _Board:
     def finish(self, result: SliceResult) -> _Row:
         """Record a final result (adding the slice if the plan never mentioned it)."""
         row = self.rows.setdefault(result.slice.key, _Row(result.slice))
+        row.slice = result.slice  # a slice that failed over finished on another host
         row.result = result
         row.phase = result.status.value
         if not result.ok and result.error:
