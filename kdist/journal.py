@@ -207,14 +207,14 @@ class Memo:
         if self.journal is not None:
             self.journal.forget(slc.platform)
 
-    def remember(self, job: Job, slc: Slice, result: SliceResult) -> None:
+    def remember(self, job: Job, slc: Slice, result: SliceResult, toolchain: str) -> None:
         """Record a slice that was just built and verified."""
         if self.journal is None:
             return
         entry = Entry(
             key=self._key(job, slc),
             host=result.slice.host,
-            toolchain="",
+            toolchain=toolchain,
             command=commands.to_shell(result.slice.argv),
             artifacts=result.artifacts,
         )

@@ -386,6 +386,8 @@ async def _setup_host(job: Job, session: HostSession, run_id: str) -> None:
     if not session.host.local:
         session.lock = await sync.take_lock(session.transport, workdir, run_id, job.lock_wait)
     await sync.sync_tree(session.transport, job.source, workdir)
+    version = await session.transport.run(["go", "version"], env=session.env)
+    session.toolchain = version.stdout.strip() if version.ok else "go: not found"
     if job.profile.layout is Layout.KUBERNETES:
         defs = session.env["KUBE_GIT_VERSION_FILE"]
         await sync.write_remote_file(session.transport, defs, version_defs(job.version))
@@ -424,7 +426,7 @@ async def _slice_task(
         await asyncio.sleep(min(job.backoff * 2 ** (attempt - 1), 30.0))
         current, attempt = moved, attempt + 1
     if result.ok:
-        memo.remember(job, slc, result)
+        memo.remember(job, slc, result, sched.toolchain(result.slice.host))
     return await _finish(result, slc, packager, reporter, start, attempt, log_path)
 
 

@@ -31,6 +31,7 @@ class HostSession:
     env: Mapping[str, str]
     ready: asyncio.Task[None] | None = None
     lock: Spawned | None = None  # the host-side lock holder, released when the run ends
+    toolchain: str = ""  # `go version` on the host, recorded with every slice it builds
 
 
 Setup = Callable[[HostSession], Coroutine[Any, Any, None]]
@@ -108,6 +109,11 @@ class Scheduler:
                 with contextlib.suppress(Exception):
                     await session.lock.close()
                 session.lock = None
+
+    def toolchain(self, name: str) -> str:
+        """The toolchain a host reported ('' if it has no session)."""
+        session = self._sessions.get(name)
+        return session.toolchain if session else ""
 
     def sessions(self) -> list[HostSession]:
         """Every session opened so far."""
