@@ -464,6 +464,8 @@ async def _attempt(
         try:
             reporter.emit(PhaseStarted(slc.key, phase))
             session = await sched.session(slc.host)
+            if session.gate.locked():  # the host is busy with `capacity` other slices
+                reporter.emit(PhaseStarted(slc.key, "queued"))
             async with session.gate:
                 phase = "build"
                 reporter.emit(PhaseStarted(slc.key, phase))
