@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kdist import check, commands, pipeline, publish, summary
+from kdist import check, commands, detect, pipeline, publish, summary
 from kdist.cli import HOSTS_ENV
 from kdist.errors import ConfigError, ExitStatus, KdistError
 from kdist.events import RunFinished
 from kdist.inventory import load_inventory
+from kdist.job import Job
 from kdist.model import (
     LOCAL_HOST,
     UNAME_TO_GOARCH,
@@ -30,7 +31,6 @@ from kdist.model import (
     parse_platform_list,
 )
 from kdist.package import expected_tarballs
-from kdist.pipeline import Job
 from kdist.profile import choose_profile
 from kdist.report import make_reporter, print_table
 from kdist.transport import open_transport
@@ -132,7 +132,7 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
     return job, inventory.hosts
 
 
-def _factory(args: argparse.Namespace) -> pipeline.TransportFactory:
+def _factory(args: argparse.Namespace) -> detect.TransportFactory:
     accept = getattr(args, "accept_new_host_keys", False)
     return lambda host: open_transport(host, args.connect_timeout, accept_new_host_keys=accept)
 
@@ -149,9 +149,9 @@ async def build_or_release(args: argparse.Namespace) -> ExitStatus:
     reporter = make_reporter(json_mode=args.json, quiet=args.quiet)
     try:
         if args.dry_run:
-            conns = pipeline.Connections(_factory(args))
+            conns = detect.Connections(_factory(args))
             try:
-                the_plan = (await pipeline.prepare(job, hosts, conns, reporter)).plan
+                the_plan = (await detect.prepare(job, hosts, conns, reporter)).plan
             finally:
                 await conns.close()
             return _show_plan(job, hosts, the_plan, args)

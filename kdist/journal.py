@@ -24,7 +24,7 @@ from kdist.errors import KdistError
 from kdist.model import Artifact, Platform, Profile, Slice, SliceResult, Status, VersionInfo
 
 if TYPE_CHECKING:
-    from kdist.pipeline import Job
+    from kdist.job import Job
 
 RELEASE_DIR = "release-tars"
 

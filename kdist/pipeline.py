@@ -11,22 +11,20 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kdist import commands, images, kubernetes, plan, sync
-from kdist.build import INFRA_EXIT_CODES, Deadlines, build_slice, host_fault
-from kdist.check import probe_host
+from kdist import commands, images, plan, sync
+from kdist.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.collect import collect_slice
+from kdist.detect import Connections, Prepared, TransportFactory, prepare
 from kdist.errors import (
     CommandFailed,
     ConnectError,
     InfraError,
     IntegrityError,
     KdistError,
-    PlanError,
 )
 from kdist.events import (
     Event,
@@ -37,116 +35,21 @@ from kdist.events import (
     Reporter,
     SliceFinished,
 )
+from kdist.job import Job, RunResult
 from kdist.journal import Memo
 from kdist.model import (
-    CommandResult,
     Host,
     Layout,
-    Plan,
-    Platform,
-    Profile,
     Slice,
     SliceResult,
     Status,
-    VersionInfo,
 )
-from kdist.profile import fields_for, substitute
 from kdist.publish import Packager
 from kdist.scheduler import HostSession, Scheduler
 from kdist.transport import Transport
 from kdist.version import version_defs
 
-TransportFactory = Callable[[Host], Transport]
-
-
-@dataclass(frozen=True)
-class Job:
-    """What the user asked for, after the CLI parsed and validated it."""
-
-    source: Path
-    output: Path
-    profile: Profile
-    platforms: tuple[Platform, ...]
-    version: VersionInfo
-    tree_id: str
-    pin: str | None = None
-    native_only: bool = False
-    what: tuple[str, ...] = ()
-    package: bool = True  # release: make tarballs; build: binaries only
-    in_tree: bool = False  # build: binaries land where the profile's build puts them locally
-    run_tests: bool = False  # release: the profile's unit tests gate the publish
-    slice_timeout: float | None = None
-    idle_timeout: float | None = 900.0
-    lock_wait: float = 30.0
-    attempts: int = 3  # per slice: infrastructure failures move it to another host
-    reuse: bool = True  # release: skip slices the journal shows are built and unchanged
-    images: bool = False  # release --images: server images (see kdist.images)
-    backoff: float = 1.0  # seconds before the first retry; doubles each time
-
-    def expected(self, platform: Platform) -> tuple[str, ...] | None:
-        """The binaries a slice must bring back (None: whatever the build made)."""
-        if self.profile.layout is not Layout.KUBERNETES or self.what:
-            return None
-        return kubernetes.expected_binaries(platform)
-
-    @property
-    def deadlines(self) -> Deadlines:
-        """The build deadlines of this job."""
-        return Deadlines(idle=self.idle_timeout, total=self.slice_timeout)
-
-    @property
-    def binaries(self) -> Path:
-        """The folder that holds the release's `<os>/<arch>/` binary folders."""
-        sub = "dockerized/bin" if self.profile.layout is Layout.KUBERNETES else "bin"
-        return self.output / sub
-
-    def dest(self, platform: Platform) -> Path:
-        """Where one platform's verified binaries land on the head node."""
-        if self.in_tree:
-            fields = fields_for(platform, self.version.version)
-            return self.source / substitute((self.profile.artifacts,), fields)[0]
-        return self.binaries / platform.os / platform.arch
-
-    def request(self, platforms: tuple[Platform, ...] | None = None) -> plan.PlanRequest:
-        """The pure planning input of this job (`platforms` fills in an empty platform list)."""
-        return plan.PlanRequest(
-            platforms=self.platforms or platforms or (),
-            profile=self.profile,
-            source=str(self.source),
-            tree_id=self.tree_id,
-            version=self.version,
-            pin=self.pin,
-            native_only=self.native_only,
-            what=self.what,
-        )
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced: the plan, a result per slice, the tarballs."""
-
-    plan: Plan
-    results: list[SliceResult]
-    tarballs: list[tuple[str, str]] = field(default_factory=list)  # (name, sha256)
-    notes: list[str] = field(default_factory=list)
-    package_error: str = ""
-    tests: CommandResult | None = None  # the unit test run, when the job asked for one
-    test_error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True when every slice, the tests and packaging (each if asked for) succeeded."""
-        slices_ok = all(r.ok for r in self.results)
-        return slices_ok and not self.package_error and not self.test_error
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The outcome of planning: the plan, every host's platforms, and the hosts found dead."""
-
-    plan: Plan
-    natives: dict[str, tuple[Platform, ...]]
-    down: dict[str, str]
+__all__ = ["execute", "run"]
 
 
 class NoteKeeper:
@@ -165,95 +68,6 @@ class NoteKeeper:
     def close(self) -> None:
         """Close the wrapped reporter."""
         self.inner.close()
-
-
-class Connections:
-    """One transport per host, opened at most once per run and closed together."""
-
-    def __init__(self, factory: TransportFactory) -> None:
-        self._factory = factory
-        self._open: dict[str, Transport] = {}
-
-    async def open(self, hosts: Sequence[Host]) -> dict[str, str]:
-        """Connect to `hosts` in parallel; return {host: error} for those that failed."""
-        todo = [h for h in hosts if h.name not in self._open]
-        outcomes = await asyncio.gather(*(self._connect(h) for h in todo))
-        return {h.name: err for h, err in zip(todo, outcomes, strict=True) if err}
-
-    async def _connect(self, host: Host) -> str:
-        transport = self._factory(host)
-        try:
-            await transport.connect()
-        except KdistError as exc:
-            await transport.close()
-            return str(exc)
-        self._open[host.name] = transport
-        return ""
-
-    def __getitem__(self, name: str) -> Transport:
-        return self._open[name]
-
-    async def close(self) -> None:
-        """Close every open transport."""
-        await asyncio.gather(*(t.close() for t in self._open.values()), return_exceptions=True)
-        self._open.clear()
-
-
-async def prepare(
-    job: Job, hosts: Sequence[Host], conns: Connections, reporter: Reporter
-) -> Prepared:
-    """Detect the platforms of hosts that do not declare them, then plan (pure).
-
-    Planned hosts are connected lazily when their first slice starts; a host that cannot be
-    reached then is left out and its slices move, so a dead host costs one failed connect.
-    """
-    natives: dict[str, tuple[Platform, ...]] = {
-        h.name: h.platforms for h in hosts if h.platforms is not None
-    }
-    down: dict[str, str] = {}
-    await _detect(hosts, natives, conns, down, reporter)
-    if job.pin in down:
-        raise ConnectError(down[job.pin])
-    alive = [h for h in hosts if h.name not in down]
-    if not alive:
-        raise ConnectError("no usable build host:\n" + "\n".join(down.values()))
-    the_plan = plan.make_plan(alive, natives, job.request(_own_platform(job, alive, natives)))
-    return Prepared(the_plan, natives, down)
-
-
-def _own_platform(
-    job: Job, hosts: Sequence[Host], natives: Mapping[str, tuple[Platform, ...]]
-) -> tuple[Platform, ...]:
-    # `kdist build` without --platform builds for the building host's own platform.
-    name = job.pin or hosts[0].name
-    own = natives.get(name, ())[:1]
-    if not job.platforms and not own:
-        msg = f"{name}: its platform is unknown; pass --platform"
-        raise PlanError(msg)
-    return own
-
-
-async def _detect(
-    hosts: Sequence[Host],
-    natives: dict[str, tuple[Platform, ...]],
-    conns: Connections,
-    down: dict[str, str],
-    reporter: Reporter,
-) -> None:
-    unknown = [h for h in hosts if h.name not in natives]
-    failed = await conns.open(unknown)
-    for host in unknown:
-        if host.name in failed:
-            continue
-        try:
-            facts = await probe_host(conns[host.name], host)
-        except KdistError as exc:
-            failed[host.name] = str(exc)
-            continue
-        natives[host.name] = (facts.platform,) if facts.platform else ()
-    for error in failed.values():
-        reporter.emit(Note(f"{error} — left out of this run", "warning"))
-    down.update(failed)
 
 
 async def execute(

@@ -23,7 +23,7 @@ from kdist.model import Platform
 from kdist.version import version_defs
 
 if TYPE_CHECKING:
-    from kdist.pipeline import Job, RunResult
+    from kdist.job import Job, RunResult
 
 RELEASE_DIR = "release-tars"
 

@@ -11,7 +11,7 @@ from kdist.errors import ExitStatus
 from kdist.model import Host, Plan, SliceResult, Status
 
 if TYPE_CHECKING:
-    from kdist.pipeline import Job, RunResult
+    from kdist.job import Job, RunResult
 
 
 def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kdist.errors import ExitStatus
+from kdist.job import RunResult
 from kdist.model import Plan, Platform, Slice, SliceResult, Status
-from kdist.pipeline import RunResult
 from kdist.summary import exit_status
 
 PLATFORMS = (

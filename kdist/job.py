@@ -1,0 +1,100 @@
+"""What a run is asked to do (Job) and what it produced (RunResult): plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdist import kubernetes, plan
+from kdist.build import Deadlines
+from kdist.model import (
+    CommandResult,
+    Layout,
+    Plan,
+    Platform,
+    Profile,
+    SliceResult,
+    VersionInfo,
+)
+from kdist.profile import fields_for, substitute
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the user asked for, after the CLI parsed and validated it."""
+
+    source: Path
+    output: Path
+    profile: Profile
+    platforms: tuple[Platform, ...]
+    version: VersionInfo
+    tree_id: str
+    pin: str | None = None
+    native_only: bool = False
+    what: tuple[str, ...] = ()
+    package: bool = True  # release: make tarballs; build: binaries only
+    in_tree: bool = False  # build: binaries land where the profile's build puts them locally
+    run_tests: bool = False  # release: the profile's unit tests gate the publish
+    slice_timeout: float | None = None
+    idle_timeout: float | None = 900.0
+    lock_wait: float = 30.0
+    attempts: int = 3  # per slice: infrastructure failures move it to another host
+    reuse: bool = True  # release: skip slices the journal shows are built and unchanged
+    images: bool = False  # release --images: server images (see kdist.images)
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+    def expected(self, platform: Platform) -> tuple[str, ...] | None:
+        """The binaries a slice must bring back (None: whatever the build made)."""
+        if self.profile.layout is not Layout.KUBERNETES or self.what:
+            return None
+        return kubernetes.expected_binaries(platform)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The build deadlines of this job."""
+        return Deadlines(idle=self.idle_timeout, total=self.slice_timeout)
+
+    @property
+    def binaries(self) -> Path:
+        """The folder that holds the release's `<os>/<arch>/` binary folders."""
+        sub = "dockerized/bin" if self.profile.layout is Layout.KUBERNETES else "bin"
+        return self.output / sub
+
+    def dest(self, platform: Platform) -> Path:
+        """Where one platform's verified binaries land on the head node."""
+        if self.in_tree:
+            fields = fields_for(platform, self.version.version)
+            return self.source / substitute((self.profile.artifacts,), fields)[0]
+        return self.binaries / platform.os / platform.arch
+
+    def request(self, platforms: tuple[Platform, ...] | None = None) -> plan.PlanRequest:
+        """The pure planning input of this job (`platforms` fills in an empty platform list)."""
+        return plan.PlanRequest(
+            platforms=self.platforms or platforms or (),
+            profile=self.profile,
+            source=str(self.source),
+            tree_id=self.tree_id,
+            version=self.version,
+            pin=self.pin,
+            native_only=self.native_only,
+            what=self.what,
+        )
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced: the plan, a result per slice, the tarballs."""
+
+    plan: Plan
+    results: list[SliceResult]
+    tarballs: list[tuple[str, str]] = field(default_factory=list)  # (name, sha256)
+    notes: list[str] = field(default_factory=list)
+    package_error: str = ""
+    tests: CommandResult | None = None  # the unit test run, when the job asked for one
+    test_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every slice, the tests and packaging (each if asked for) succeeded."""
+        slices_ok = all(r.ok for r in self.results)
+        return slices_ok and not self.package_error and not self.test_error
