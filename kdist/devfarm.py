@@ -431,7 +431,7 @@ class Farm:
         """Run ``sshd -t`` on the host's config and raise FarmError if it is rejected."""
         # sshd (also -t) insists on its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-        proc = self._sshd("-t", "-f", str(host.config))
+        proc = self._run_sshd("-t", "-f", str(host.config))
         if proc.returncode != 0:
             raise FarmError(
                 f"sshd rejected {host.config} (exit {proc.returncode}):\n"
@@ -510,7 +510,7 @@ class Farm:
                 f"`python -m kdist.devfarm stop OTHER_ROOT`.\nsshd processes:\n{holders}"
             )
 
-    def _sshd(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run_sshd(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run sshd with `args`, its output captured (it daemonizes when serving)."""
         return subprocess.run(
             [self._sshd_path(), *args],
@@ -524,7 +524,7 @@ class Farm:
     def _launch(self, host: FarmHost) -> None:
         """Validate the config and start the host's sshd (it daemonizes itself)."""
         self._validate(host)
-        proc = self._sshd("-f", str(host.config), "-E", str(host.log))
+        proc = self._run_sshd("-f", str(host.config), "-E", str(host.log))
         if proc.returncode != 0:
             raise FarmError(
                 f"sshd for {host.name} exited {proc.returncode}: "
