@@ -178,10 +178,6 @@ class Plan:
     notes: tuple[str, ...] = ()
     test_host: str = ""  # where the unit tests run: the least loaded host of the plan
 
-    def for_host(self, name: str) -> tuple[Slice, ...]:
-        """The slices planned onto host `name`."""
-        return tuple(s for s in self.slices if s.host == name)
-
     @property
     def hosts(self) -> tuple[str, ...]:
         """Names of hosts that have work, in first-use order."""

@@ -114,7 +114,3 @@ class Scheduler:
         """The toolchain a host reported ('' if it has no session)."""
         session = self._sessions.get(name)
         return session.toolchain if session else ""
-
-    def sessions(self) -> list[HostSession]:
-        """Every session opened so far."""
-        return list(self._sessions.values())
