@@ -71,3 +71,27 @@ def make_project(example: str, dest: Path, tag: str = "v1.3.0") -> Path:
     git(dest, "commit", "-q", "-m", "import")
     git(dest, "tag", tag)
     return dest
+
+
+def release(
+    source: Path,
+    *extra: str | Path,
+    hosts: Path | None = None,
+    out: Path | None = None,
+    platforms: str | None = None,
+    skip_tests: bool = True,
+    json: bool = True,
+) -> Ran:
+    """`kdist release` of `source`, with the options most tests share spelled as keywords."""
+    args: list[str | Path] = ["release", "--source", source]
+    if hosts is not None:
+        args += ["--hosts", hosts]
+    if out is not None:
+        args += ["--output", out]
+    if platforms is not None:
+        args += ["--platforms", platforms]
+    if skip_tests:
+        args.append("--skip-tests")
+    if json:
+        args.append("--json")
+    return kdist(*args, *extra)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kdist.devfarm import Farm
-from tests.helpers import kdist, make_project
+from tests.helpers import kdist, make_project, release
 
 pytestmark = pytest.mark.e2e
 
@@ -182,6 +182,17 @@ def test_changed_source_rebuilds_and_resume_fills_only_the_gap(farm: Farm, tmp_p
     assert not any(s["reused"] for s in changed.json["slices"])
 
 
+def _with_ppc64le_host(farm: Farm, tmp_path: Path, name: str, address: str) -> Path:
+    """The farm's inventory plus one more host, the only native linux/ppc64le one."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        farm.inventory_path.read_text()
+        + f'  {name}:\n    address: "{address}"\n    platforms: ["linux/ppc64le"]\n'
+        + f'    workdir: "{tmp_path}/{name}"\n'
+    )
+    return inventory
+
+
 class SilentListener:
     """A TCP listener that accepts connections and never says a word (no SSH banner)."""
 
@@ -212,27 +223,15 @@ def test_silent_host_is_left_out_within_the_connect_timeout(
     """A host that accepts TCP but never speaks SSH is left out after the connect timeout; others build."""
     listener = SilentListener("127.0.0.58", 2222)
     try:
-        text = farm.inventory_path.read_text() + (
-            '  silent:\n    address: "127.0.0.58"\n    platforms: ["linux/ppc64le"]\n'
-            f'    workdir: "{tmp_path}/silent"\n'
-        )
-        inventory = tmp_path / "inventory.yaml"
-        inventory.write_text(text)
+        inventory = _with_ppc64le_host(farm, tmp_path, "silent", "127.0.0.58")
         start = time.monotonic()
-        ran = kdist(
-            "release",
-            "--hosts",
-            inventory,
-            "--source",
+        ran = release(
             k8s_source,
-            "--output",
-            tmp_path / "out",
-            "--platforms",
-            "linux/ppc64le,linux/amd64",
-            "--skip-tests",
-            "--json",
             "--connect-timeout",
             "3",
+            hosts=inventory,
+            out=tmp_path / "out",
+            platforms="linux/ppc64le,linux/amd64",
         )
         took = time.monotonic() - start
     finally:
@@ -269,20 +268,13 @@ def test_hostile_outputs_are_refused(
 ) -> None:
     """A symlink to /etc/passwd, a FIFO or a wrong-architecture binary never reaches the output."""
     out = tmp_path / "out"
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
         "--profile",
         _hostile_profile(tmp_path, action),
-        "--output",
-        out,
-        "--platforms",
-        "linux/386",  # client binaries only: the cheapest platform that has a kubectl
-        "--skip-tests",
-        "--json",
+        hosts=farm.inventory_path,
+        out=out,
+        platforms="linux/386",  # client binaries only: the cheapest platform that has a kubectl
     )
     assert ran.code == code, ran.stderr
     slc = ran.json["slices"][0]
@@ -306,18 +298,8 @@ def test_changed_host_key_is_refused_and_the_host_left_out(
     """A host whose key changed is never used (rsync included); its platform moves to another host."""
     with Farm(tmp_path / "farm", 2, first_address=66, gocache=gocache) as farm:
         farm.rekey_host("h2")
-        ran = kdist(
-            "release",
-            "--hosts",
-            farm.inventory_path,
-            "--source",
-            k8s_source,
-            "--output",
-            tmp_path / "out",
-            "--platforms",
-            "linux/arm64",
-            "--skip-tests",
-            "--json",
+        ran = release(
+            k8s_source, hosts=farm.inventory_path, out=tmp_path / "out", platforms="linux/arm64"
         )
         assert ran.code == 0, ran.stderr
         slc = ran.json["slices"][0]
@@ -358,24 +340,17 @@ def test_silent_build_is_stopped_by_the_idle_timeout(
     """A build that prints one line then hangs is stopped after --idle-timeout; nothing is left running."""
     marker = f"kdist-hang-{os.getpid()}-idle"
     start = time.monotonic()
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
         "--profile",
         _hang_profile(tmp_path, marker),
-        "--output",
-        tmp_path / "out",
-        "--platforms",
-        "linux/arm64",
-        "--skip-tests",
-        "--json",
         "--idle-timeout",
         "4",
         "--attempts",
         "2",
+        hosts=farm.inventory_path,
+        out=tmp_path / "out",
+        platforms="linux/arm64",
     )
     took = time.monotonic() - start
     assert ran.code == 3, ran.stderr
@@ -460,22 +435,15 @@ def test_two_releases_at_once_on_one_host(farm: Farm, k8s_source: Path, tmp_path
     try:
         _wait_for(lambda: _processes_with(marker), 60, "the first build to start")
         start = time.monotonic()
-        second = kdist(
-            "release",
-            "--hosts",
-            farm.inventory_path,
-            "--source",
+        second = release(
             k8s_source,
-            "--output",
-            tmp_path / "two",
-            "--platforms",
-            "linux/s390x",
             "--host",
             "h3",
-            "--skip-tests",
-            "--json",
             "--lock-wait",
             "2",
+            hosts=farm.inventory_path,
+            out=tmp_path / "two",
+            platforms="linux/s390x",
         )
         took = time.monotonic() - start
         assert second.code == 3, second.stderr
@@ -511,19 +479,8 @@ def test_disk_full_host_moves_its_slice(farm: Farm, k8s_source: Path, tmp_path: 
         text = text.replace(f'workdir: "{farm.host("h2").workdir}"', f'workdir: "{small}"')
         inventory = tmp_path / "inventory.yaml"
         inventory.write_text(text)
-        ran = kdist(
-            "release",
-            "--hosts",
-            inventory,
-            "--source",
-            k8s_source,
-            "--output",
-            tmp_path / "out",
-            "--platforms",
-            "linux/arm64",
-            "--skip-tests",
-            "--json",
-            "--rebuild",
+        ran = release(
+            k8s_source, "--rebuild", hosts=inventory, out=tmp_path / "out", platforms="linux/arm64"
         )
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
@@ -575,27 +532,15 @@ def test_host_behind_a_dropping_link_is_left_out(
     farm: Farm, k8s_source: Path, tmp_path: Path, blackhole: str
 ) -> None:
     """A host whose link drops everything is given up after the connect timeout; the others build."""
-    text = farm.inventory_path.read_text() + (
-        f'  dropped:\n    address: "{blackhole}"\n    platforms: ["linux/ppc64le"]\n'
-        f'    workdir: "{tmp_path}/dropped"\n'
-    )
-    inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(text)
+    inventory = _with_ppc64le_host(farm, tmp_path, "dropped", blackhole)
     start = time.monotonic()
-    ran = kdist(
-        "release",
-        "--hosts",
-        inventory,
-        "--source",
+    ran = release(
         k8s_source,
-        "--output",
-        tmp_path / "out",
-        "--platforms",
-        "linux/ppc64le",
-        "--skip-tests",
-        "--json",
         "--connect-timeout",
         "3",
+        hosts=inventory,
+        out=tmp_path / "out",
+        platforms="linux/ppc64le",
     )
     took = time.monotonic() - start
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]

@@ -10,7 +10,7 @@ import pytest
 
 from kdist.devfarm import Farm
 from kdist.jobs import tree_id
-from tests.helpers import git, kdist, make_project
+from tests.helpers import git, kdist, make_project, release
 
 pytestmark = pytest.mark.e2e
 
@@ -25,17 +25,8 @@ def test_two_releases_are_byte_identical_across_tz_and_umask(
     farm: Farm, k8s_source: Path, tmp_path: Path
 ) -> None:
     """Two releases into separate folders, with another TZ and umask, give identical tarball bytes."""
-    first = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
-        k8s_source,
-        "--output",
-        tmp_path / "a",
-        "--platforms",
-        PAIR,
-        "--skip-tests",
+    first = release(
+        k8s_source, hosts=farm.inventory_path, out=tmp_path / "a", platforms=PAIR, json=False
     )
     assert first.code == 0, first.stderr + first.stdout[-2000:]
     second = subprocess.run(
@@ -98,19 +89,7 @@ def test_dirty_tree_version_and_every_binary_agrees(farm: Farm, tmp_path: Path) 
     (source / "README.md").write_text("changed\n")
     git(source, "commit", "-qam", "one more")
     (source / "docs/extra.md").write_text("untracked\n")
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
-        source,
-        "--output",
-        tmp_path / "out",
-        "--platforms",
-        PAIR,
-        "--skip-tests",
-        "--json",
-    )
+    ran = release(source, hosts=farm.inventory_path, out=tmp_path / "out", platforms=PAIR)
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     version = ran.json["version"]
     head = git(source, "rev-parse", "HEAD").strip()[:14]
@@ -162,17 +141,12 @@ def test_release_runs_unit_tests_once_before_packaging(
     farm: Farm, k8s_source: Path, tmp_path: Path
 ) -> None:
     """A release runs `make test` on one host and reports it; the log is kept."""
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
-        "--output",
-        tmp_path / "out",
-        "--platforms",
-        "linux/s390x",
-        "--json",
+        hosts=farm.inventory_path,
+        out=tmp_path / "out",
+        platforms="linux/s390x",
+        skip_tests=False,
     )
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     assert ran.json["tests"]["ok"] is True
@@ -184,19 +158,14 @@ def test_failing_unit_tests_block_the_publish(farm: Farm, k8s_source: Path, tmp_
     """When the unit tests fail the release exits 1 and publishes nothing."""
     profile = tmp_path / "profile.yaml"
     profile.write_text('layout: kubernetes\ntest: sh -c "echo a test failed; exit 3"\n')
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
         "--profile",
         profile,
-        "--output",
-        tmp_path / "out",
-        "--platforms",
-        "linux/amd64",
-        "--json",
+        hosts=farm.inventory_path,
+        out=tmp_path / "out",
+        platforms="linux/amd64",
+        skip_tests=False,
     )
     assert ran.code == 1
     assert "unit tests failed" in ran.json["title"]
@@ -206,17 +175,8 @@ def test_failing_unit_tests_block_the_publish(farm: Farm, k8s_source: Path, tmp_
 def test_package_repacks_the_same_bytes(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
     """`kdist package` on a release's binaries reproduces the release's tarballs byte for byte."""
     out = tmp_path / "out"
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
-        k8s_source,
-        "--output",
-        out,
-        "--platforms",
-        "linux/arm64",
-        "--skip-tests",
+    ran = release(
+        k8s_source, hosts=farm.inventory_path, out=out, platforms="linux/arm64", json=False
     )
     assert ran.code == 0, ran.stderr
     before = _sums(out)
@@ -271,20 +231,13 @@ def test_delegated_packaging_runs_the_repository_command(farm: Farm, tmp_path: P
     )
     k8s_source = make_project("kubernetes", tmp_path / "kubernetes")
     out = k8s_source / "_output-delegated"
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
         "--profile",
         profile,
-        "--output",
-        out,
-        "--platforms",
-        "linux/s390x",
-        "--skip-tests",
-        "--json",
+        hosts=farm.inventory_path,
+        out=out,
+        platforms="linux/s390x",
     )
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     assert [t["name"] for t in ran.json["tarballs"]] == ["own.tar.gz"]

@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from kdist import kubernetes
 from kdist.devfarm import Farm
 from kdist.model import Platform, parse_platform_list
-from tests.helpers import Ran, kdist
+from tests.helpers import Ran, kdist, release
 
 pytestmark = pytest.mark.e2e
 
@@ -34,9 +34,7 @@ def full_release(
     """One release of every default platform of the Kubernetes example on the 3-host farm."""
     before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
     out = tmp_path_factory.mktemp("release") / "out"
-    ran = kdist(
-        "release", "--hosts", farm.inventory_path, "--source", k8s_source, "--output", out, "--json"
-    )
+    ran = release(k8s_source, hosts=farm.inventory_path, out=out, skip_tests=False)
     logins = {h.name: farm.accepted_logins(h.name) - before[h.name] for h in farm.hosts}
     return ran, out, logins
 
@@ -157,16 +155,7 @@ def test_logs_are_written_per_slice(full_release: tuple[Ran, Path, dict[str, int
 
 def test_generic_project_builds_and_packs(farm: Farm, generic_source: Path, tmp_path: Path) -> None:
     """A project with a kdist.yaml (generic layout) builds on the farm and packs one tarball per platform."""
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
-        generic_source,
-        "--output",
-        tmp_path / "out",
-        "--json",
-    )
+    ran = release(generic_source, hosts=farm.inventory_path, out=tmp_path / "out", skip_tests=False)
     assert ran.code == 0, ran.stderr + ran.stdout[-3000:]
     tars = tmp_path / "out/release-tars"
     for platform in parse_platform_list("linux/amd64,linux/arm64,linux/s390x"):
@@ -201,17 +190,12 @@ def test_failing_host_fails_the_release_and_names_it(
     out = tmp_path / "out"
     (out / "release-tars").mkdir(parents=True)
     (out / "release-tars" / "previous.txt").write_text("an earlier release")
-    ran = kdist(
-        "release",
-        "--hosts",
-        inventory,
-        "--source",
+    ran = release(
         k8s_source,
-        "--output",
-        out,
-        "--platforms",
-        "linux/amd64,linux/arm64,linux/s390x",
-        "--json",
+        hosts=inventory,
+        out=out,
+        platforms="linux/amd64,linux/arm64,linux/s390x",
+        skip_tests=False,
     )
     assert ran.code == 1, ran.stderr
     doc: dict[str, Any] = ran.json
@@ -229,16 +213,13 @@ def test_failing_host_fails_the_release_and_names_it(
 def test_failing_host_message_without_json(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
     """Without --json, the plain summary names the failed host and platform."""
     inventory = _failing_inventory(farm, tmp_path / "inventory.yaml")
-    ran = kdist(
-        "release",
-        "--hosts",
-        inventory,
-        "--source",
+    ran = release(
         k8s_source,
-        "--output",
-        tmp_path / "o",
-        "--platforms",
-        "linux/arm64",
+        hosts=inventory,
+        out=tmp_path / "o",
+        platforms="linux/arm64",
+        skip_tests=False,
+        json=False,
     )
     assert ran.code == 1
     assert "h2" in ran.stdout and "linux/arm64" in ran.stdout and "FAILED" in ran.stdout
@@ -271,17 +252,14 @@ def test_dry_run_prints_plan_and_connects_nowhere(
 ) -> None:
     """--dry-run prints each platform's host and exact command, and opens no SSH connection."""
     before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
-        "--output",
-        tmp_path / "o",
-        "--platforms",
-        "linux/arm64,windows/amd64",
         "-n",
+        hosts=farm.inventory_path,
+        out=tmp_path / "o",
+        platforms="linux/arm64,windows/amd64",
+        skip_tests=False,
+        json=False,
     )
     assert ran.code == 0, ran.stderr
     assert "make cross KUBE_BUILD_PLATFORMS=linux/arm64" in ran.stdout
@@ -294,9 +272,7 @@ def test_dry_run_prints_plan_and_connects_nowhere(
 def test_release_without_inventory_builds_on_this_machine(k8s_source: Path, tmp_path: Path) -> None:
     """Without --hosts the head node builds the slice itself, in its own tree, and packs it."""
     out = tmp_path / "out"
-    ran = kdist(
-        "release", "--source", k8s_source, "--output", out, "--platforms", "linux/386", "--json"
-    )
+    ran = release(k8s_source, out=out, platforms="linux/386", skip_tests=False)
     assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
     assert ran.json["slices"][0]["host"] == "local"
     assert (out / "release-tars/kubernetes-client-linux-386.tar.gz").is_file()
@@ -305,14 +281,8 @@ def test_release_without_inventory_builds_on_this_machine(k8s_source: Path, tmp_
 
 def test_unknown_platform_is_refused_before_connecting(farm: Farm, k8s_source: Path) -> None:
     """A typo in --platforms is a configuration error (exit 2) that names the bad platform."""
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
-        k8s_source,
-        "--platforms",
-        "linux/amd46",
+    ran = release(
+        k8s_source, hosts=farm.inventory_path, platforms="linux/amd46", skip_tests=False, json=False
     )
     assert ran.code == 2
     assert "amd46" in ran.stderr
@@ -321,16 +291,14 @@ def test_unknown_platform_is_refused_before_connecting(farm: Farm, k8s_source: P
 @pytest.mark.parametrize("platform", [Platform("linux", "arm64")])
 def test_native_only_refuses_cross(farm: Farm, k8s_source: Path, platform: Platform) -> None:
     """--native-only turns a platform without a native host into an error naming it."""
-    ran = kdist(
-        "release",
-        "--hosts",
-        farm.inventory_path,
-        "--source",
+    ran = release(
         k8s_source,
-        "--platforms",
-        f"{platform},linux/ppc64le",
         "--native-only",
         "-n",
+        hosts=farm.inventory_path,
+        platforms=f"{platform},linux/ppc64le",
+        skip_tests=False,
+        json=False,
     )
     assert ran.code == 2
     assert "linux/ppc64le" in ran.stderr
