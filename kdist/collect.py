@@ -16,6 +16,13 @@ from kdist.transport import TAIL_LINES, Transport
 
 MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway
 
+# A pulled file never keeps the mode its host gave it: kdist runs as whoever runs the release
+# (often root), so a setuid bit from a build host would hand that user's rights to anyone who
+# can run the file. Such bits are refused as evidence of tampering; everything else is reset.
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+EXECUTABLE_MODE = 0o755
+DATA_MODE = 0o644
+
 
 async def collect_slice(
     transport: Transport,
@@ -44,7 +51,8 @@ async def collect_slice(
         names = verify_staging(staging, slc.platform, expected, slc.host)
         if listed is not None:
             _match_manifest(staging, names, listed, slc)
-        staging.chmod(0o755)  # mkdtemp made it private
+        set_modes(staging, names)
+        staging.chmod(0o755)  # mkdtemp made it private, which kept any tampered file unreachable
         _replace_dir(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -118,10 +126,16 @@ def verify_staging(
     slice; a non-regular entry or a binary for another architecture is an integrity violation.
     """
     found: dict[str, os.stat_result] = {}
-    for entry in os.scandir(staging):
+    for entry in sorted(os.scandir(staging), key=lambda e: e.name):
         info = entry.stat(follow_symlinks=False)
         if not stat.S_ISREG(info.st_mode):
             msg = f"{host}: {platform}: {entry.name!r} is not a regular file; refused"
+            raise IntegrityError(msg)
+        if info.st_mode & SPECIAL_BITS:
+            msg = (
+                f"{host}: {platform}: {entry.name!r} has mode {stat.filemode(info.st_mode)} "
+                "(setuid, setgid or sticky bit); refused"
+            )
             raise IntegrityError(msg)
         found[entry.name] = info
     if expected is not None:
@@ -152,6 +166,16 @@ def _check_arch(path: Path, platform: Platform, host: str, *, strict: bool) -> N
         what = f"a {found} binary" if found else "not a recognised executable"
         msg = f"{host}: {platform}: {path.name} is {what}; refused"
         raise IntegrityError(msg)
+
+
+def set_modes(folder: Path, names: list[str]) -> None:
+    """Give each verified file the mode kdist decides: 0755 for executables, 0644 for data."""
+    for name in names:
+        path = folder / name
+        with path.open("rb") as handle:
+            head = handle.read(binfmt.HEADER_BYTES)
+        runnable = binfmt.detect(head) is not None or head.startswith(b"#!")
+        path.chmod(EXECUTABLE_MODE if runnable else DATA_MODE)
 
 
 def _replace_dir(staging: Path, dest: Path) -> None:

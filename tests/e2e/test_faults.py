@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -289,6 +290,37 @@ def test_hostile_outputs_are_refused(
     for path in out.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert passwd not in path.read_bytes(), path
+    _no_leftovers(out)
+
+
+def test_setuid_artifacts_are_refused_and_the_honest_platform_kept(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """A host that sets setuid/setgid bits is refused (exit 4); no such bit lands anywhere."""
+    out = tmp_path / "out"
+    tamper = "case $0 in linux/386) chmod 4755 kubectl && chmod 2755 kubectl-convert;; esac"
+    ran = release(
+        k8s_source,
+        "--profile",
+        _hostile_profile(tmp_path, tamper),
+        hosts=farm.inventory_path,
+        out=out,
+        platforms="linux/386,windows/386",
+    )
+    assert ran.code == 4, ran.stderr
+    by_platform = {s["platform"]: s for s in ran.json["slices"]}
+    hostile, honest = by_platform["linux/386"], by_platform["windows/386"]
+    assert hostile["status"] == "integrity"
+    assert f"{hostile['host']}: linux/386: 'kubectl' has mode -rwsr-xr-x" in hostile["error"]
+    assert honest["status"] == "ok"
+    kept = out / "dockerized/bin/windows/386"
+    assert sorted(p.name for p in kept.iterdir()) == ["kubectl-convert.exe", "kubectl.exe"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in kept.iterdir()} == {0o755}
+    special = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+    flagged = [p for p in out.rglob("*") if p.lstat().st_mode & special]
+    assert flagged == []
+    assert not (out / "dockerized/bin/linux/386").exists()
+    assert not (out / "release-tars").exists()
     _no_leftovers(out)
 
 
