@@ -47,6 +47,11 @@ _BANNER = b"SSH-2.0-"
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+# One port for every sshd of a farm; $KDIST_FARM_PORT moves all farms of a test run, so two
+# checkouts can run their suites side by side on one machine.
+DEFAULT_PORT = int(os.environ.get("KDIST_FARM_PORT", "2222"))
+
+
 class FarmError(RuntimeError):
     """Raised when the local farm cannot be set up, started or stopped."""
 
@@ -278,7 +283,7 @@ class Farm:
         count: int = 3,
         *,
         first_address: int = 11,
-        port: int = 2222,
+        port: int = DEFAULT_PORT,
         platforms: Sequence[Sequence[str]] | None = None,
         capacity: int = 1,
         gocache: Path | None = None,
@@ -665,7 +670,9 @@ def _parser() -> argparse.ArgumentParser:
     start = sub.add_parser("start", help="start (or restart) a farm in ROOT")
     start.add_argument("root", type=Path)
     start.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
-    start.add_argument("--port", type=int, default=2222, help="sshd port (default 2222)")
+    start.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"sshd port (default {DEFAULT_PORT})"
+    )
     start.add_argument(
         "--first-address", type=int, default=11, help="first host is 127.0.0.N (default 11)"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm
+from kdist.devfarm import DEFAULT_PORT, Farm
 from tests.helpers import kdist, make_project, release
 
 pytestmark = pytest.mark.e2e
@@ -222,7 +222,7 @@ def test_silent_host_is_left_out_within_the_connect_timeout(
     farm: Farm, k8s_source: Path, tmp_path: Path
 ) -> None:
     """A host that accepts TCP but never speaks SSH is left out after the connect timeout; others build."""
-    listener = SilentListener("127.0.0.58", 2222)
+    listener = SilentListener("127.0.0.58", DEFAULT_PORT)
     try:
         inventory = _with_ppc64le_host(farm, tmp_path, "silent", "127.0.0.58")
         start = time.monotonic()

@@ -93,7 +93,7 @@ def test_three_host_farm_answers_with_verified_host_keys(farm: Farm) -> None:
     ]
     known = farm.known_hosts_path.read_text().splitlines()
     assert [line.split()[:2] for line in known] == [
-        [f"[{h.address}]:2222", "ssh-ed25519"] for h in farm.hosts
+        [f"[{h.address}]:{farm.port}", "ssh-ed25519"] for h in farm.hosts
     ]
     for host in farm.hosts:
         result = ssh(farm, host, "uname", "-m")
@@ -196,7 +196,7 @@ def test_inventory_is_valid_kdist_yaml(farm: Farm) -> None:
     inv = yaml.safe_load(farm.inventory_path.read_text())
     defaults = inv["defaults"]
     assert defaults["user"] == "root"
-    assert defaults["port"] == 2222
+    assert defaults["port"] == farm.port
     assert defaults["identity_file"] == str(farm.identity_path)
     assert defaults["known_hosts"] == str(farm.known_hosts_path)
     assert defaults["capacity"] == 1

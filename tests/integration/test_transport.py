@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm
+from kdist.devfarm import DEFAULT_PORT, Farm
 from kdist.errors import ConnectError
 from kdist.inventory import load_inventory
 from kdist.model import LOCAL_HOST, Host
@@ -179,7 +179,7 @@ def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
     """A loopback address with nothing listening is reported unreachable, naming the host."""
     kh = tmp_path / "known_hosts"
     kh.write_text("")
-    host = Host(name="ghost", address="127.0.0.99", port=2222, known_hosts=kh)
+    host = Host(name="ghost", address="127.0.0.99", port=DEFAULT_PORT, known_hosts=kh)
     with pytest.raises(ConnectError, match=r"ghost .*unreachable"):
         asyncio.run(open_transport(host, connect_timeout=3).connect())
 
@@ -203,7 +203,7 @@ def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: P
                 await transport.close()
 
         assert asyncio.run(first()) == "hi"
-        assert kh.read_text().startswith("[127.0.0.93]:2222 ssh-ed25519 ")
+        assert kh.read_text().startswith(f"[127.0.0.93]:{solo.port} ssh-ed25519 ")
 
         async def strict() -> None:
             transport = open_transport(host)
