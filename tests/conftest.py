@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from kdist.devfarm import Farm
+from kdist.testing.buildimage import ensure_image
+from kdist.testing.dockerd import Dockerd
 from tests.helpers import make_project
 
 
@@ -34,3 +36,16 @@ def k8s_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def generic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generic (cri-tools-like) example as a git checkout at tag v0.9.1."""
     return make_project("generic", tmp_path_factory.mktemp("generic") / "cri-tools", "v0.9.1")
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A private Docker daemon for the session: own socket, data root and exec root."""
+    with Dockerd(tmp_path_factory.mktemp("dockerd")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def build_image(dockerd: Dockerd) -> tuple[str, str]:
+    """(tag, id) of the local build image (busybox, bash, make, libc, Go) in the session daemon."""
+    return ensure_image(dockerd.url)

@@ -1,0 +1,1 @@
+"""Test support shipped with kdist: fakes, the local sshd farm, a private Docker daemon."""
