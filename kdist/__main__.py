@@ -2,6 +2,6 @@
 
 import sys
 
-from kdist.cli import main
+from kdist.cli.main import main
 
 sys.exit(main())

@@ -75,17 +75,3 @@ class NullReporter:
 
     def close(self) -> None:
         """Nothing to flush."""
-
-
-class RecordingReporter:
-    """Keeps every event in order, for tests."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        """Record the event."""
-        self.events.append(event)
-
-    def close(self) -> None:
-        """Nothing to flush."""

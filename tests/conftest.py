@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm
 from kdist.testing.buildimage import ensure_image
+from kdist.testing.devfarm import Farm
 from kdist.testing.dockerd import Dockerd
 from tests.helpers import make_project
 

@@ -1,1 +1,1 @@
-"""Test support shipped with kdist: fakes, the local sshd farm, a private Docker daemon."""
+"""Test support shipped with kdist, never used by a run: fakes, the sshd dev farm, dockerd."""

@@ -10,8 +10,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kdist import commands
 from kdist.model import CommandResult, Host
+from kdist.remote.argv import mkdir, rsync_pull, rsync_push
 from kdist.transport import LineSink, OutputCollector, Spawned
 
 
@@ -97,12 +97,12 @@ class LocalTransport:
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Mirror `src` into the local directory `dest` with rsync."""
-        await self.run(commands.mkdir(dest))
-        return await self.run(commands.rsync_push(None, src, dest))
+        await self.run(mkdir(dest))
+        return await self.run(rsync_push(None, src, dest))
 
     async def pull(self, src: str, dest: Path) -> CommandResult:
         """Copy the regular files under `src` into `dest` with rsync."""
-        return await self.run(commands.rsync_pull(None, src, dest))
+        return await self.run(rsync_pull(None, src, dest))
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncssh
 
-from kdist import commands
 from kdist.errors import ConnectError
 from kdist.model import CommandResult, Host
+from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
 from kdist.transport import LineSink, OutputCollector, Spawned, rsh
 from kdist.transport.local import LocalTransport
 
@@ -130,7 +130,7 @@ class SshTransport:
         if any("'" in word or '"' in word for word in helper):
             msg = f"{self.label}: cannot build an rsync --rsh command from paths with quotes"
             raise ConnectError(msg)
-        self._rsh = commands.to_shell(helper)
+        self._rsh = to_shell(helper)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one rsync --rsh session: open a channel and relay bytes and the exit status."""
@@ -173,7 +173,7 @@ class SshTransport:
         conn = self._connection()
         start = time.monotonic()
         collector = OutputCollector(sink)
-        command = commands.to_shell(commands.in_dir(argv, cwd, env or {}))
+        command = to_shell(in_dir(argv, cwd, env or {}))
         proc: asyncssh.SSHClientProcess[str] | None = None
         try:
             proc = await conn.create_process(
@@ -197,7 +197,7 @@ class SshTransport:
         conn = self._connection()
         try:
             proc = await conn.create_process(
-                commands.to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
+                to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
             )
         except (OSError, asyncssh.Error) as exc:
             msg = f"{self.label}: connection lost while starting {argv[0]}: {exc}"
@@ -206,12 +206,12 @@ class SshTransport:
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Rsync `src` to `dest` on the host over this connection."""
-        await self.run(commands.mkdir(dest))
-        return await self._local.run(commands.rsync_push(self._rsh_command(), src, dest))
+        await self.run(mkdir(dest))
+        return await self._local.run(rsync_push(self._rsh_command(), src, dest))
 
     async def pull(self, src: str, dest: Path) -> CommandResult:
         """Rsync the regular files under `src` on the host into `dest`."""
-        return await self._local.run(commands.rsync_pull(self._rsh_command(), src, dest))
+        return await self._local.run(rsync_pull(self._rsh_command(), src, dest))
 
     async def close(self) -> None:
         """Close the relay and the connection."""

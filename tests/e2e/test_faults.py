@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import DEFAULT_PORT, Farm
+from kdist.testing.devfarm import DEFAULT_PORT, Farm
 from tests.helpers import kdist, make_project, release
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm
-from kdist.jobs import tree_id
+from kdist.cli.commands import tree_id
+from kdist.testing.devfarm import Farm
 from tests.helpers import git, kdist, make_project, release
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm
+from kdist.testing.devfarm import Farm
 from tests.helpers import kdist
 
 pytestmark = pytest.mark.e2e

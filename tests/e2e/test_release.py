@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from kdist import kubernetes
-from kdist.devfarm import Farm
+from kdist.config import kubernetes
 from kdist.model import Platform, parse_platform_list
+from kdist.testing.devfarm import Farm
 from tests.helpers import Ran, kdist, release
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Integration tests for kdist.devfarm: real sshd daemons, real ssh/rsync clients."""
+"""Integration tests for kdist.testing.devfarm: real sshd daemons, real ssh/rsync clients."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import Farm, FarmError, FarmHost
+from kdist.testing.devfarm import Farm, FarmError, FarmHost
 
 pytestmark = [
     pytest.mark.integration,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kdist.devfarm import DEFAULT_PORT, Farm
+from kdist.config.inventory import load_inventory
 from kdist.errors import ConnectError
-from kdist.inventory import load_inventory
 from kdist.model import LOCAL_HOST, Host
+from kdist.testing.devfarm import DEFAULT_PORT, Farm
 from kdist.transport import Transport, open_transport
 
 pytestmark = pytest.mark.integration

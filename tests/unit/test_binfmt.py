@@ -1,4 +1,4 @@
-"""Unit tests for kdist.binfmt: ELF, PE and Mach-O headers built by hand, and garbage."""
+"""Unit tests for kdist.stages.binfmt: ELF, PE and Mach-O headers built by hand, and garbage."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdist.binfmt import HEADER_BYTES, detect, matches
 from kdist.model import Platform
+from kdist.stages.binfmt import HEADER_BYTES, detect, matches
 
 ELF_MAGIC = b"\x7fELF"
 MACHO64 = b"\xcf\xfa\xed\xfe"

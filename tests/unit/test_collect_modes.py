@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kdist.collect import set_modes, verify_staging
 from kdist.errors import IntegrityError
 from kdist.model import Platform
+from kdist.stages.collect import set_modes, verify_staging
 
 LS = Path("/bin/ls")
 AMD64 = Platform("linux", "amd64")

@@ -1,4 +1,4 @@
-"""Tests for kdist.hostside: the host-side scripts run for real through `sh -c`, no SSH."""
+"""Tests for kdist.remote.hostside: the host-side scripts run for real through `sh -c`, no SSH."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kdist.commands import NO_WORKDIR
-from kdist.hostside import (
+from kdist.remote.argv import NO_WORKDIR
+from kdist.remote.hostside import (
     BUILD_WRAPPER,
     EXIT_BUSY,
     EXIT_NO_ARTIFACTS,

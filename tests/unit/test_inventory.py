@@ -1,4 +1,4 @@
-"""Unit tests for kdist.inventory and kdist.loader: defaults, paths, and exact error positions."""
+"""Unit tests for kdist.config.inventory and kdist.config.loader: defaults, paths, and exact error positions."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdist.errors import InventoryError
-from kdist.inventory import (
+from kdist.config.inventory import (
     DEFAULT_KEYS,
     HOST_KEYS,
     load_inventory,
     parse_inventory,
     parse_inventory_text,
 )
-from kdist.loader import load_yaml_text
+from kdist.config.loader import load_yaml_text
+from kdist.errors import InventoryError
 from kdist.model import DEFAULT_WORKDIR, Host, Inventory, Platform
 
 GOOD = """\

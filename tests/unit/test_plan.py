@@ -1,4 +1,4 @@
-"""Unit tests for kdist.plan.make_plan: placement, determinism, commands and environment."""
+"""Unit tests for kdist.engine.plan.make_plan: placement, determinism, commands and environment."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from kdist.config.profile import KUBERNETES
+from kdist.engine.plan import VERSION_DEFS, PlanRequest, build_env, make_plan, tree_workdir
 from kdist.errors import PlanError
 from kdist.model import LOCAL_HOST, Host, Layout, Platform, Profile, Slice, VersionInfo
-from kdist.plan import VERSION_DEFS, PlanRequest, build_env, make_plan, tree_workdir
-from kdist.profile import KUBERNETES
 
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")

@@ -1,4 +1,4 @@
-"""Unit tests for kdist.profile: choosing a profile, parsing kdist.yaml, and substitution."""
+"""Unit tests for kdist.config.profile: choosing a profile, parsing kdist.yaml, and substitution."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kdist import kubernetes
-from kdist.commands import to_shell
-from kdist.errors import ProfileError
-from kdist.loader import load_yaml_text
-from kdist.model import Layout, Platform, parse_platform_list
-from kdist.profile import (
+from kdist.config import kubernetes
+from kdist.config.loader import load_yaml_text
+from kdist.config.profile import (
     KUBERNETES,
     choose_profile,
     fields_for,
@@ -24,6 +21,9 @@ from kdist.profile import (
     parse_profile,
     substitute,
 )
+from kdist.errors import ProfileError
+from kdist.model import Layout, Platform, parse_platform_list
+from kdist.remote.argv import to_shell
 
 # The cri-tools profile exactly as the README shows it (examples/generic/kdist.yaml, commented).
 CRI_TOOLS = """\

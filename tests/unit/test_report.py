@@ -1,4 +1,4 @@
-"""Unit tests for kdist.report: the rich and plain reporters, make_reporter and print_table."""
+"""Unit tests for kdist.cli.report: the rich and plain reporters, make_reporter and print_table."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
+from kdist.cli.report import PlainReporter, RichReporter, make_reporter, print_table
 from kdist.events import (
     Event,
     Note,
@@ -20,7 +21,6 @@ from kdist.events import (
     SliceFinished,
 )
 from kdist.model import Artifact, Plan, Platform, Slice, SliceResult, Status
-from kdist.report import PlainReporter, RichReporter, make_reporter, print_table
 
 SHA = "0123456789abcdef" * 4
 AMD64 = Slice(Platform("linux", "amd64"), "h1", False, "/w", ("make",), "_output/bin")

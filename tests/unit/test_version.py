@@ -1,4 +1,4 @@
-"""Unit tests for kdist.version: describe normalisation, semver checks and git-derived versions."""
+"""Unit tests for kdist.config.version: describe normalisation, semver checks and git-derived versions."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdist.errors import ConfigError
-from kdist.model import VersionInfo
-from kdist.version import (
+from kdist.config.version import (
     FALLBACK_VERSION,
     check_semver,
     compute_version,
@@ -19,6 +17,8 @@ from kdist.version import (
     normalize_describe,
     version_defs,
 )
+from kdist.errors import ConfigError
+from kdist.model import VersionInfo
 
 T1 = 1700000000
 T2 = 1700003600

@@ -1,4 +1,4 @@
-"""Pure argv builders: remote wrappers, rsync push/pull, probes; quoting happens at the edge."""
+"""Pure argv builders: the remote wrapper, rsync push/pull, file helpers; quoting is at the edge."""
 
 from __future__ import annotations
 
@@ -12,28 +12,6 @@ NO_WORKDIR = 97
 # _output/ holds build state, .git/ is the head node's business, .kdist/ holds the host-side
 # lock and attempt markers (deleting them under a running build would break the lock).
 SYNC_EXCLUDES = ("/_output/", "/.git/", "/.kdist/")
-
-# One probe, one round trip: facts for `hosts check` and platform detection.
-PROBE_SCRIPT = r"""
-printf 'arch=%s\n' "$(uname -m)"
-printf 'os=%s\n' "$(uname -s)"
-for t in make go rsync git; do
-  if command -v "$t" >/dev/null 2>&1; then
-    case "$t" in
-      go) v=$(go version 2>/dev/null) ;;
-      make) v=$(make --version 2>/dev/null | head -n 1) ;;
-      rsync) v=$(rsync --version 2>/dev/null | head -n 1) ;;
-      git) v=$(git --version 2>/dev/null) ;;
-    esac
-    printf 'tool.%s=%s\n' "$t" "$v"
-  else
-    printf 'tool.%s=\n' "$t"
-  fi
-done
-mkdir -p -- "$1" 2>/dev/null
-printf 'workdir_ok=%s\n' "$( [ -d "$1" ] && [ -w "$1" ] && echo 1 || echo 0 )"
-printf 'disk_free_kb=%s\n' "$(df -Pk -- "$1" 2>/dev/null | awk 'NR==2 {print $4}')"
-"""
 
 
 def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
@@ -56,11 +34,6 @@ def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list
 def to_shell(argv: Sequence[str]) -> str:
     """Quote argv once for a remote shell (the only place kdist quotes)."""
     return shlex.join(argv)
-
-
-def probe(workdir: str) -> list[str]:
-    """The `hosts check` / platform detection probe."""
-    return ["sh", "-c", PROBE_SCRIPT, "kdist-probe", workdir]
 
 
 def mkdir(path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tests for kdist.tarball: byte-reproducible tar.gz with parallel gzip."""
+"""Tests for kdist.packaging.archive: byte-reproducible tar.gz with parallel gzip."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from kdist.errors import PackageError
-from kdist.tarball import (
-    Entry,
+from kdist.packaging.archive import (
+    ArchiveEntry,
     gzip_header,
     gzip_stream,
     iter_tar,
@@ -34,7 +34,7 @@ BUILD_SCRIPT = textwrap.dedent(
     """
     import os, sys, random
     from pathlib import Path
-    from kdist.tarball import Entry, tree_entries, write_tarball
+    from kdist.packaging.archive import ArchiveEntry, tree_entries, write_tarball
 
     root = Path(sys.argv[1])
     out = Path(sys.argv[2])
@@ -49,7 +49,7 @@ BUILD_SCRIPT = textwrap.dedent(
     os.symlink("../docs/a.md", root / "bin" / "link")
     os.utime(tool, (12345, 12345))
     entries = tree_entries(root, "pkg")
-    entries.append(Entry.data("pkg/VERSION", b"v1.2.3\\n"))
+    entries.append(ArchiveEntry.data("pkg/VERSION", b"v1.2.3\\n"))
     write_tarball(out, entries, mtime=int(sys.argv[3]), jobs=int(sys.argv[4]))
     """
 )
@@ -112,7 +112,7 @@ def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     """The same entries give the same bytes with jobs=1 and jobs=4 over many blocks."""
     big = tmp_path / "big"
     big.write_bytes(_semi_compressible(3 * 1024 * 1024 + 12345))
-    entries = [Entry.file("k/big", big), Entry.data("k/small", b"s")]
+    entries = [ArchiveEntry.file("k/big", big), ArchiveEntry.data("k/small", b"s")]
     one = write_tarball(tmp_path / "1.tar.gz", entries, mtime=EPOCH, jobs=1).read_bytes()
     four = write_tarball(tmp_path / "4.tar.gz", entries, mtime=EPOCH, jobs=4).read_bytes()
     assert one == four
@@ -173,11 +173,11 @@ def test_member_metadata_is_normalised(tmp_path: Path, tree: Path) -> None:
 def test_members_sorted_with_parents_first(tmp_path: Path) -> None:
     """Members are in path-component order and implied directories are emitted first."""
     entries = [
-        Entry.data("z/b", b""),
-        Entry.data("a/b/c/d", b""),
-        Entry.data("a-b", b""),
-        Entry.data("a/a", b""),
-        Entry.directory("e"),
+        ArchiveEntry.data("z/b", b""),
+        ArchiveEntry.data("a/b/c/d", b""),
+        ArchiveEntry.data("a-b", b""),
+        ArchiveEntry.data("a/a", b""),
+        ArchiveEntry.directory("e"),
     ]
     out = write_tarball(tmp_path / "t.tar.gz", entries, mtime=0, jobs=1)
     assert _member_names(out) == [
@@ -199,7 +199,7 @@ def test_gzip_header_has_no_name_and_zero_mtime(tmp_path: Path, tree: Path) -> N
     assert out.read_bytes()[:10] == bytes.fromhex("1f8b0800000000000003")
     assert gzip_header(9)[8] == 2
     assert gzip_header(1)[8] == 4
-    best = write_tarball(tmp_path / "9.tar.gz", [Entry.data("f", b"x")], mtime=0, level=9)
+    best = write_tarball(tmp_path / "9.tar.gz", [ArchiveEntry.data("f", b"x")], mtime=0, level=9)
     assert best.read_bytes()[:10] == bytes.fromhex("1f8b0800000000000203")
 
 
@@ -225,7 +225,7 @@ def test_ratio_matches_single_stream_gzip(tmp_path: Path) -> None:
 def test_long_and_unicode_names_survive(tmp_path: Path) -> None:
     """Names longer than 100 bytes or not ASCII are stored in pax records and read back."""
     long_name = "top/" + "d" * 120 + "/" + "f" * 110
-    entries = [Entry.data(long_name, b"1"), Entry.data("top/ünïcode", b"2")]
+    entries = [ArchiveEntry.data(long_name, b"1"), ArchiveEntry.data("top/ünïcode", b"2")]
     out = write_tarball(tmp_path / "t.tar.gz", entries, mtime=EPOCH, jobs=1)
     names = _member_names(out)
     assert long_name in names and "top/ünïcode" in names
@@ -242,17 +242,23 @@ def test_long_and_unicode_names_survive(tmp_path: Path) -> None:
 def test_bad_names_are_refused(tmp_path: Path, name: str) -> None:
     """Absolute names, '..', '.' and empty components raise ValueError before writing."""
     with pytest.raises(ValueError, match="archive name"):
-        write_tarball(tmp_path / "t.tar.gz", [Entry.data(name, b"")], mtime=0)
+        write_tarball(tmp_path / "t.tar.gz", [ArchiveEntry.data(name, b"")], mtime=0)
     assert not (tmp_path / "t.tar.gz").exists()
 
 
 def test_duplicates_and_file_parents_are_refused(tmp_path: Path) -> None:
     """A name twice, or an entry below a file, raises ValueError."""
     with pytest.raises(ValueError, match="duplicate"):
-        write_tarball(tmp_path / "t.tar.gz", [Entry.data("a", b""), Entry.data("a/", b"")], mtime=0)
+        write_tarball(
+            tmp_path / "t.tar.gz",
+            [ArchiveEntry.data("a", b""), ArchiveEntry.data("a/", b"")],
+            mtime=0,
+        )
     with pytest.raises(ValueError, match="not a directory"):
         write_tarball(
-            tmp_path / "t.tar.gz", [Entry.data("a", b""), Entry.data("a/b", b"")], mtime=0
+            tmp_path / "t.tar.gz",
+            [ArchiveEntry.data("a", b""), ArchiveEntry.data("a/b", b"")],
+            mtime=0,
         )
 
 
@@ -263,7 +269,7 @@ def test_symlinked_file_source_is_not_followed(tmp_path: Path) -> None:
     os.symlink(secret, tmp_path / "link")
     dest = tmp_path / "t.tar.gz"
     with pytest.raises(PackageError, match="cannot read"):
-        write_tarball(dest, [Entry.file("k/bin", tmp_path / "link")], mtime=0, jobs=2)
+        write_tarball(dest, [ArchiveEntry.file("k/bin", tmp_path / "link")], mtime=0, jobs=2)
     assert not dest.exists()
     assert not (tmp_path / "t.tar.gz.tmp").exists()
 
@@ -273,7 +279,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
     dest = tmp_path / "t.tar.gz"
     dest.write_bytes(b"old")
     with pytest.raises(PackageError):
-        write_tarball(dest, [Entry.file("k/missing", tmp_path / "nope")], mtime=0)
+        write_tarball(dest, [ArchiveEntry.file("k/missing", tmp_path / "nope")], mtime=0)
     assert dest.read_bytes() == b"old"
     assert not (tmp_path / "t.tar.gz.tmp").exists()
 

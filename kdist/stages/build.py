@@ -14,14 +14,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kdist import commands, hostside
 from kdist.errors import InfraError
 from kdist.model import CommandResult, Slice
+from kdist.remote import hostside
+from kdist.remote.argv import NO_WORKDIR, remove, to_shell
 from kdist.transport import LineSink, Transport
 
 # Exit codes that mean the host, not the source, is at fault.
 INFRA_EXIT_CODES = {
-    commands.NO_WORKDIR: "workdir missing",
+    NO_WORKDIR: "workdir missing",
     126: "not executable",
     127: "command not found",
     hostside.EXIT_CANCELLED: "stopped (SIGTERM)",
@@ -95,11 +96,11 @@ async def build_slice(
 ) -> CommandResult:
     """Clear the slice's old artifacts, then run its build; the result carries the exit code."""
     deadlines = deadlines or Deadlines()
-    cleared = await transport.run(commands.remove(slc.artifacts))
+    cleared = await transport.run(remove(slc.artifacts))
     if not cleared.ok:
         msg = f"{slc.host}: cannot clear {slc.artifacts}: {cleared.tail(3)}"
         raise InfraError(msg)
-    sink(f"$ {commands.to_shell(slc.argv)}")
+    sink(f"$ {to_shell(slc.argv)}")
     guard = not transport.host.local
     argv = (
         hostside.guarded(slc.argv, workdir=slc.workdir, attempt=attempt, grace=deadlines.grace)

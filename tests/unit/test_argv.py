@@ -1,4 +1,4 @@
-"""Unit tests for kdist.commands: argv shapes, and the wrappers run for real through `sh -c`."""
+"""Unit tests for kdist.remote.argv and the probe: argv shapes, scripts run for real by `sh -c`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from kdist import commands
-from kdist.check import MIN_FREE_KB, parse_probe
-from kdist.commands import NO_WORKDIR, in_dir, probe, rsync_pull, rsync_push, to_shell
+from kdist.remote.argv import (
+    NO_WORKDIR,
+    in_dir,
+    mkdir,
+    remove,
+    rsync_pull,
+    rsync_push,
+    to_shell,
+    write_file,
+)
+from kdist.remote.probe import MIN_FREE_KB, parse_probe, probe
 
 HOSTILE = "a b  'single' \"double\" $(touch pwned) `touch pwned2` ; touch pwned3 && x=$HOME \\ *"
 
@@ -157,15 +165,15 @@ def test_rsync_pull_shape_refuses_links_devices_and_archive() -> None:
 
 def test_small_argv_builders() -> None:
     """The mkdir and remove argv end options with `--` so a path is never an option."""
-    assert commands.mkdir("-x") == ["mkdir", "-p", "--", "-x"]
-    assert commands.remove("/w/t") == ["rm", "-rf", "--", "/w/t"]
+    assert mkdir("-x") == ["mkdir", "-p", "--", "-x"]
+    assert remove("/w/t") == ["rm", "-rf", "--", "/w/t"]
 
 
 def test_write_file_writes_stdin_atomically(tmp_path: Path) -> None:
     """write_file stores stdin at the path, creating parents, leaving no temp file."""
     target = tmp_path / "a b" / "c;d" / "defs"
     done = subprocess.run(
-        ["sh", "-c", to_shell(commands.write_file(str(target)))],
+        ["sh", "-c", to_shell(write_file(str(target)))],
         input="KUBE_GIT_VERSION='v1.2.3'\n",
         capture_output=True,
         text=True,

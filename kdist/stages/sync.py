@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from kdist import commands, hostside
 from kdist.errors import InfraError, TransferError
+from kdist.remote import hostside
+from kdist.remote.argv import write_file
 from kdist.transport import Spawned, Transport
 
 
@@ -41,7 +42,7 @@ async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float
 
 async def write_remote_file(transport: Transport, path: str, content: str) -> None:
     """Write `content` to `path` on the host, atomically."""
-    result = await transport.run(commands.write_file(path), stdin=content)
+    result = await transport.run(write_file(path), stdin=content)
     if not result.ok:
         msg = f"{transport.host.name}: cannot write {path}: {result.tail(3)}"
         raise InfraError(msg)

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kdist import validate as v
+from kdist.config import validate as v
+from kdist.config.loader import load_yaml_file, load_yaml_text
 from kdist.errors import InventoryError
-from kdist.loader import load_yaml_file, load_yaml_text
 from kdist.model import DEFAULT_WORKDIR, Host, Inventory
+
+# The environment variable naming the inventory file when --hosts is not given.
+HOSTS_ENV = "KDIST_HOSTS"
 
 DEFAULT_KEYS = ("user", "port", "identity_file", "known_hosts", "workdir", "capacity", "env")
 HOST_KEYS = (*DEFAULT_KEYS, "address", "platforms", "labels")

@@ -9,9 +9,10 @@ import stat
 import tempfile
 from pathlib import Path
 
-from kdist import binfmt, hostside
 from kdist.errors import CommandFailed, IntegrityError, TransferError
 from kdist.model import Artifact, Platform, Slice
+from kdist.remote import hostside
+from kdist.stages import binfmt
 from kdist.transport import TAIL_LINES, Transport
 
 MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway

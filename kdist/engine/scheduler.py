@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdist import plan
+from kdist.engine import plan
 from kdist.errors import InfraError, PlanError
 from kdist.events import Note, Reporter
 from kdist.model import Host, Plan, Platform, Slice

@@ -7,9 +7,9 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from kdist.config.profile import fields_for, substitute
 from kdist.errors import PlanError
 from kdist.model import Host, Layout, Plan, Platform, Profile, Slice, VersionInfo
-from kdist.profile import fields_for, substitute
 
 VERSION_DEFS = "_output/kdist/version-defs"  # under the tree on each host; _output is never synced
 

@@ -16,21 +16,28 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdist import commands, package
-from kdist.collect import sha256_file
+from kdist.config.version import version_defs
 from kdist.errors import ConfigError, PackageError
 from kdist.model import Platform
-from kdist.version import version_defs
+from kdist.packaging.tarballs import (
+    PackageSpec,
+    common_tarballs,
+    expected_tarballs,
+    platform_tarballs,
+    write_checksums,
+)
+from kdist.remote.argv import to_shell
+from kdist.stages.collect import sha256_file
 
 if TYPE_CHECKING:
-    from kdist.job import Job, RunResult
+    from kdist.engine.job import Job, RunResult
 
 RELEASE_DIR = "release-tars"
 
 
-def package_spec(job: Job, platforms: tuple[Platform, ...] | None = None) -> package.PackageSpec:
+def package_spec(job: Job, platforms: tuple[Platform, ...] | None = None) -> PackageSpec:
     """The packaging input of a job."""
-    return package.PackageSpec(
+    return PackageSpec(
         layout=job.profile.layout,
         name=job.profile.name,
         source=job.source,
@@ -57,7 +64,7 @@ class Packager:
             return
         self.staging = Path(tempfile.mkdtemp(prefix=f".{RELEASE_DIR}-", dir=self.job.output))
         self._common = asyncio.create_task(
-            asyncio.to_thread(package.common_tarballs, self.spec, self.staging)
+            asyncio.to_thread(common_tarballs, self.spec, self.staging)
         )
 
     def abort(self) -> None:
@@ -73,7 +80,7 @@ class Packager:
             return
         assert self.staging is not None and self._common is not None
         await asyncio.shield(self._common)
-        await asyncio.to_thread(package.platform_tarballs, self.spec, platform, self.staging)
+        await asyncio.to_thread(platform_tarballs, self.spec, platform, self.staging)
 
     async def finish(self, outcome: RunResult) -> None:
         """Publish when everything succeeded; otherwise drop the staging folder."""
@@ -95,14 +102,14 @@ class Packager:
                 shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def finalize(spec: package.PackageSpec, staging: Path, output: Path) -> list[tuple[str, str]]:
+def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, str]]:
     """Check the set is complete, write checksums and swap it into OUTPUT/release-tars."""
-    names = package.expected_tarballs(spec)
+    names = expected_tarballs(spec)
     missing = [n for n in names if not (staging / n).is_file()]
     if missing:
         msg = f"release incomplete, not published: missing {', '.join(missing)}"
         raise PackageError(msg)
-    package.write_checksums(staging)
+    write_checksums(staging)
     tarballs = [(n, sha256_file(staging / n)) for n in sorted(names)]
     staging.chmod(0o755)
     _swap_into_place(staging, output / RELEASE_DIR)
@@ -115,9 +122,9 @@ def package_now(job: Job, platforms: tuple[Platform, ...]) -> list[tuple[str, st
     job.output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{RELEASE_DIR}-", dir=job.output))
     try:
-        package.common_tarballs(spec, staging)
+        common_tarballs(spec, staging)
         for platform in platforms:
-            package.platform_tarballs(spec, platform, staging)
+            platform_tarballs(spec, platform, staging)
         return finalize(spec, staging, job.output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -143,7 +150,7 @@ def run_delegate(job: Job) -> list[tuple[str, str]]:
     log = job.output / "logs" / "package.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as handle:
-        handle.write(f"$ {commands.to_shell(job.profile.package)}\n")
+        handle.write(f"$ {to_shell(job.profile.package)}\n")
         handle.flush()
         done = subprocess.run(
             job.profile.package, cwd=job.source, env=env, stdout=handle,
@@ -154,7 +161,7 @@ def run_delegate(job: Job) -> list[tuple[str, str]]:
         msg = f"packaging command failed (exit {done.returncode}); see {log}\n{tail}"
         raise PackageError(msg)
     tars = job.output / RELEASE_DIR
-    package.write_checksums(tars)
+    write_checksums(tars)
     return [(p.name, sha256_file(p)) for p in sorted(tars.glob("*.tar.gz"))]
 
 

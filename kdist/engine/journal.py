@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdist import __version__, commands
-from kdist.collect import sha256_file, verify_staging
+from kdist import __version__
 from kdist.errors import KdistError
 from kdist.model import Artifact, Platform, Profile, Slice, SliceResult, Status, VersionInfo
+from kdist.remote.argv import to_shell
+from kdist.stages.collect import sha256_file, verify_staging
 
 if TYPE_CHECKING:
-    from kdist.job import Job
+    from kdist.engine.job import Job
 
 RELEASE_DIR = "release-tars"
 
@@ -77,7 +78,7 @@ def slice_key(
 
 
 @dataclass(frozen=True)
-class Entry:
+class JournalEntry:
     """One finished, verified slice."""
 
     key: str
@@ -92,14 +93,14 @@ class Journal:
 
     def __init__(self, output: Path) -> None:
         self.path = output / JOURNAL
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, JournalEntry] = {}
         self.release: dict[str, str] = {}
         try:
             raw: dict[str, Any] = json.loads(self.path.read_text())
             self.release = {k: str(v) for k, v in raw.get("release", {}).items()}
             for platform, e in raw.get("slices", {}).items():
                 arts = tuple(Artifact(**a) for a in e["artifacts"])
-                self.entries[platform] = Entry(
+                self.entries[platform] = JournalEntry(
                     e["key"], e["host"], e["toolchain"], e["command"], arts
                 )
         except (OSError, ValueError, KeyError, TypeError):
@@ -125,7 +126,7 @@ class Journal:
                 return None
         return entry.artifacts
 
-    def record(self, platform: Platform, entry: Entry) -> None:
+    def record(self, platform: Platform, entry: JournalEntry) -> None:
         """Add or replace one slice's entry and write the file atomically."""
         self.entries[str(platform)] = entry
         self.record_all()
@@ -211,11 +212,11 @@ class Memo:
         """Record a slice that was just built and verified."""
         if self.journal is None:
             return
-        entry = Entry(
+        entry = JournalEntry(
             key=self._key(job, slc),
             host=result.slice.host,
             toolchain=toolchain,
-            command=commands.to_shell(result.slice.argv),
+            command=to_shell(result.slice.argv),
             artifacts=result.artifacts,
         )
         self.journal.record(slc.platform, entry)

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdist import commands, plan
+from kdist.engine import plan
 from kdist.errors import ExitStatus
 from kdist.model import Host, Plan, SliceResult, Status
+from kdist.remote.argv import in_dir, rsync_push, to_shell
 
 if TYPE_CHECKING:
-    from kdist.job import Job, RunResult
+    from kdist.engine.job import Job, RunResult
 
 
 def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, Any]:
@@ -23,10 +24,8 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
             "host": s.host,
             "cross": s.cross,
             "workdir": s.workdir,
-            "command": commands.to_shell(s.argv),
-            "remote_command": commands.to_shell(
-                commands.in_dir(s.argv, s.workdir, the_plan.env[s.host])
-            ),
+            "command": to_shell(s.argv),
+            "remote_command": to_shell(in_dir(s.argv, s.workdir, the_plan.env[s.host])),
             "artifacts": s.artifacts,
         }
         for s in the_plan.slices
@@ -46,9 +45,9 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
 def _after(job: Job, the_plan: Plan) -> list[str]:
     steps: list[str] = []
     if job.run_tests and job.profile.test:
-        steps.append(f"unit tests on {the_plan.test_host}: {commands.to_shell(job.profile.test)}")
+        steps.append(f"unit tests on {the_plan.test_host}: {to_shell(job.profile.test)}")
     if job.package and job.profile.package:
-        steps.append(f"package on this machine: {commands.to_shell(job.profile.package)}")
+        steps.append(f"package on this machine: {to_shell(job.profile.package)}")
     elif job.package:
         steps.append(f"package into {job.output / 'release-tars'} (checksummed, all or nothing)")
     return steps
@@ -59,7 +58,7 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
     sync = (
         "(builds in place)"
         if host.local
-        else commands.to_shell(commands.rsync_push("<kdist-relay>", job.source, workdir))
+        else to_shell(rsync_push("<kdist-relay>", job.source, workdir))
     )
     env = " ".join(f"{k}={v}" for k, v in sorted(the_plan.env[host.name].items()))
     return {

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdist import kubernetes, plan
-from kdist.build import Deadlines
+from kdist.config import kubernetes
+from kdist.config.profile import fields_for, substitute
+from kdist.engine import plan
 from kdist.model import (
     CommandResult,
     Layout,
@@ -16,7 +17,7 @@ from kdist.model import (
     SliceResult,
     VersionInfo,
 )
-from kdist.profile import fields_for, substitute
+from kdist.stages.build import Deadlines
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Job:
     lock_wait: float = 30.0
     attempts: int = 3  # per slice: infrastructure failures move it to another host
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
-    images: bool = False  # release --images: server images (see kdist.images)
+    images: bool = False  # release --images: server images (see kdist.packaging.images)
     backoff: float = 1.0  # seconds before the first retry; doubles each time
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:

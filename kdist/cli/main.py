@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdist import __version__
+from kdist.config.inventory import HOSTS_ENV
 from kdist.errors import ExitStatus, KdistError
-
-HOSTS_ENV = "KDIST_HOSTS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _interruptible(args: argparse.Namespace) -> ExitStatus:
     """Run the program; Ctrl-C or SIGTERM stops remote builds, a second one without grace."""
-    from kdist.build import STOPPER
+    from kdist.stages.build import STOPPER
 
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -205,12 +204,13 @@ async def _interruptible(args: argparse.Namespace) -> ExitStatus:
 
 async def program(args: argparse.Namespace) -> ExitStatus:
     """The main program without error handling."""
-    from kdist import jobs
+    # Imported here, not at the top: `kdist --help` and option errors need no run engine.
+    from kdist.cli import commands
 
     if args.command == "hosts":
-        return await jobs.hosts_check(args)
+        return await commands.hosts_check(args)
     if args.command == "clean":
-        return await jobs.clean(args)
+        return await commands.clean(args)
     if args.command == "package":
-        return await jobs.package_only(args)
-    return await jobs.build_or_release(args)
+        return await commands.package_only(args)
+    return await commands.build_or_release(args)

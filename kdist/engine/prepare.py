@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from kdist import plan
-from kdist.check import probe_host
+from kdist.engine import plan
+from kdist.engine.job import Job
 from kdist.errors import ConnectError, KdistError, PlanError
 from kdist.events import Note, Reporter
-from kdist.job import Job
 from kdist.model import Host, Plan, Platform
+from kdist.remote.probe import probe_host
 from kdist.transport import Transport
 
 TransportFactory = Callable[[Host], Transport]

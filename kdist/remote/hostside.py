@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from kdist.commands import NO_WORKDIR
+from kdist.remote.argv import NO_WORKDIR
 
 EXIT_BUSY = 98  # hold_lock: another run holds the workdir lock
 EXIT_NO_ARTIFACTS = 96  # manifest: the artifacts directory does not exist

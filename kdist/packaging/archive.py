@@ -86,7 +86,7 @@ _MAX_OCTAL_12 = 0o77777777777
 
 
 class EntryKind(str, Enum):
-    """What an :class:`Entry` stores."""
+    """What an :class:`ArchiveEntry` stores."""
 
     FILE = "file"  # contents read from `source` (a Path) when the tarball is written
     DIR = "dir"
@@ -95,7 +95,7 @@ class EntryKind(str, Enum):
 
 
 @dataclass(frozen=True)
-class Entry:
+class ArchiveEntry:
     """One member of a tarball: archive name, kind, source and (optional) mode."""
 
     name: str
@@ -104,22 +104,22 @@ class Entry:
     mode: int | None = None  # only the x bits matter; None: from the file (FILE) or 0644
 
     @classmethod
-    def file(cls, name: str, path: Path, mode: int | None = None) -> Entry:
+    def file(cls, name: str, path: Path, mode: int | None = None) -> ArchiveEntry:
         """Make a regular file read from `path` (never through a symlink) at write time."""
         return cls(name, EntryKind.FILE, path, mode)
 
     @classmethod
-    def directory(cls, name: str) -> Entry:
+    def directory(cls, name: str) -> ArchiveEntry:
         """Make a directory (always 0755)."""
         return cls(name, EntryKind.DIR)
 
     @classmethod
-    def data(cls, name: str, content: bytes, mode: int = 0o644) -> Entry:
+    def data(cls, name: str, content: bytes, mode: int = 0o644) -> ArchiveEntry:
         """Make a regular file holding `content`."""
         return cls(name, EntryKind.BYTES, bytes(content), mode)
 
     @classmethod
-    def symlink(cls, name: str, target: str) -> Entry:
+    def symlink(cls, name: str, target: str) -> ArchiveEntry:
         """Make a symbolic link to `target`, stored as is."""
         return cls(name, EntryKind.SYMLINK, target)
 
@@ -160,19 +160,21 @@ def _sort_key(name: str) -> tuple[bytes, ...]:
     return tuple(name.encode(*_ENCODING).split(b"/"))
 
 
-def prepare(entries: Iterable[Entry]) -> list[Entry]:
+def prepare(entries: Iterable[ArchiveEntry]) -> list[ArchiveEntry]:
     """Validate `entries`, add the directories they imply and put them in archive order.
 
     Raises ValueError on a bad name, a duplicate name or a name below a non-directory.
     """
-    by_name: dict[str, Entry] = {}
+    by_name: dict[str, ArchiveEntry] = {}
     for entry in entries:
         name = _check_name(entry.name)
         if name in by_name:
             msg = f"duplicate archive name {name!r}"
             raise ValueError(msg)
         by_name[name] = (
-            entry if name == entry.name else Entry(name, entry.kind, entry.source, entry.mode)
+            entry
+            if name == entry.name
+            else ArchiveEntry(name, entry.kind, entry.source, entry.mode)
         )
     for name in list(by_name):
         parts = name.split("/")
@@ -180,7 +182,7 @@ def prepare(entries: Iterable[Entry]) -> list[Entry]:
             parent = "/".join(parts[:depth])
             have = by_name.get(parent)
             if have is None:
-                by_name[parent] = Entry.directory(parent)
+                by_name[parent] = ArchiveEntry.directory(parent)
             elif have.kind is not EntryKind.DIR:
                 msg = f"{name!r} is below {parent!r}, which is not a directory"
                 raise ValueError(msg)
@@ -285,7 +287,7 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def _file_chunks(entry: Entry, path: Path, mtime: int) -> Iterator[bytes]:
+def _file_chunks(entry: ArchiveEntry, path: Path, mtime: int) -> Iterator[bytes]:
     fd, st = _open_regular(path)
     with os.fdopen(fd, "rb", buffering=0) as handle:
         size = st.st_size
@@ -311,12 +313,12 @@ def _file_chunks(entry: Entry, path: Path, mtime: int) -> Iterator[bytes]:
         yield _pad(size)
 
 
-def iter_tar(entries: Iterable[Entry], mtime: int) -> Iterator[bytes]:
+def iter_tar(entries: Iterable[ArchiveEntry], mtime: int) -> Iterator[bytes]:
     """Yield the tar stream of `entries` (see :func:`prepare`) as byte chunks."""
     return _iter_prepared(prepare(entries), mtime)
 
 
-def _iter_prepared(ordered: list[Entry], mtime: int) -> Iterator[bytes]:
+def _iter_prepared(ordered: list[ArchiveEntry], mtime: int) -> Iterator[bytes]:
     total = 0
     for entry in ordered:
         if entry.kind is EntryKind.FILE:
@@ -501,7 +503,7 @@ def write_gzip(
 
 def write_tarball(
     dest: Path,
-    entries: Iterable[Entry],
+    entries: Iterable[ArchiveEntry],
     *,
     mtime: int,
     level: int = DEFAULT_LEVEL,
@@ -557,7 +559,7 @@ def tree_entries(
     *,
     skip: Callable[[str], bool] | None = None,
     exclude: Iterable[Path] = (),
-) -> list[Entry]:
+) -> list[ArchiveEntry]:
     """List the entries that store `root` (a file, symlink or directory tree) as `prefix`.
 
     Symlinks are stored as symlinks and never followed; sockets, FIFOs and devices are
@@ -575,7 +577,7 @@ def tree_entries(
         with contextlib.suppress(OSError):
             est = path.stat()
             excluded.add((est.st_dev, est.st_ino))
-    found: list[Entry] = []
+    found: list[ArchiveEntry] = []
     _add(found, root, prefix, st, skip)
     stack = [(root, prefix)] if stat.S_ISDIR(st.st_mode) else []
     while stack:
@@ -593,7 +595,7 @@ def tree_entries(
 
 
 def _add(
-    found: list[Entry],
+    found: list[ArchiveEntry],
     path: Path,
     name: str,
     st: os.stat_result,
@@ -601,12 +603,12 @@ def _add(
 ) -> bool:
     """Append the entry for `path`; return True when it is a directory to descend into."""
     if stat.S_ISDIR(st.st_mode):
-        found.append(Entry.directory(name))
+        found.append(ArchiveEntry.directory(name))
         return True
     if skip is not None and skip(path.name):
         return False
     if stat.S_ISREG(st.st_mode):
-        found.append(Entry.file(name, path))
+        found.append(ArchiveEntry.file(name, path))
     elif stat.S_ISLNK(st.st_mode):
-        found.append(Entry.symlink(name, str(path.readlink())))
+        found.append(ArchiveEntry.symlink(name, str(path.readlink())))
     return False

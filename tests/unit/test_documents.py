@@ -1,13 +1,13 @@
-"""Unit tests for kdist.summary.exit_status: the gravest failure class decides the exit code."""
+"""Unit tests for kdist.cli.documents.exit_status: the gravest failure class decides the exit code."""
 
 from __future__ import annotations
 
 import pytest
 
+from kdist.cli.documents import exit_status
+from kdist.engine.job import RunResult
 from kdist.errors import ExitStatus
-from kdist.job import RunResult
 from kdist.model import Plan, Platform, Slice, SliceResult, Status
-from kdist.summary import exit_status
 
 PLATFORMS = (
     Platform("linux", "amd64"),
@@ -83,7 +83,7 @@ def test_order_of_results_does_not_matter() -> None:
 
 def test_images_reason_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """--images explains why server images are missing: no docker, no buildx, no daemon, or not yet."""
-    from kdist import images
+    from kdist.packaging import images
 
     monkeypatch.setattr(images.shutil, "which", lambda name: None)
     assert images.why_not() == "docker is not installed"

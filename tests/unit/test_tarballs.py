@@ -1,4 +1,4 @@
-"""Tests for kdist.package: release tarball layouts, determinism and checksums."""
+"""Tests for kdist.packaging.tarballs: release tarball layouts, determinism and checksums."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from kdist.config.kubernetes import classes_for, expected_binaries, tarball_names
 from kdist.errors import PackageError
-from kdist.kubernetes import classes_for, expected_binaries, tarball_names
 from kdist.model import Layout, Platform, VersionInfo, parse_platform_list
-from kdist.package import (
+from kdist.packaging.tarballs import (
     PackageSpec,
     common_tarballs,
     expected_tarballs,
@@ -29,7 +29,7 @@ EPOCH = 1_690_000_000
 PLATFORMS = parse_platform_list("linux/amd64,linux/arm64,windows/amd64,linux/386,darwin/arm64")
 LINUX_AMD64 = Platform("linux", "amd64")
 
-# The reference layout (reference §6.2), written out independently of kdist.kubernetes.
+# The reference layout (reference §6.2), written out independently of kdist.config.kubernetes.
 CLIENT = ("kubectl", "kubectl-convert")
 NODE = ("kube-log-runner", "kube-proxy", "kubeadm", "kubelet")
 SERVER = (
@@ -225,7 +225,7 @@ def release(spec: PackageSpec, tmp_path: Path) -> Path:
 
 
 def test_expected_tarballs_are_kubernetes_tarball_names(spec: PackageSpec, release: Path) -> None:
-    """The release holds exactly the tarballs kdist.kubernetes.tarball_names lists."""
+    """The release holds exactly the tarballs kdist.config.kubernetes.tarball_names lists."""
     expected = tarball_names(classes_for(PLATFORMS))
     assert expected_tarballs(spec) == expected
     assert sorted(p.name for p in release.glob("*.tar.gz")) == list(expected)
@@ -543,7 +543,7 @@ def test_generic_layout(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Non
     dest = tmp_path / "dist"
     assert expected_tarballs(spec) == ("mytool-darwin-arm64.tar.gz", "mytool-linux-amd64.tar.gz")
     assert common_tarballs(spec, dest) == []
-    with caplog.at_level(logging.WARNING, logger="kdist.package"):
+    with caplog.at_level(logging.WARNING, logger="kdist.packaging.tarballs"):
         out = [p for platform in platforms for p in platform_tarballs(spec, platform, dest)]
     assert sorted(p.name for p in out) == list(expected_tarballs(spec))
     tarball = dest / "mytool-linux-amd64.tar.gz"

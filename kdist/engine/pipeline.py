@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kdist import commands, images, plan, sync
-from kdist.build import INFRA_EXIT_CODES, build_slice, host_fault
-from kdist.collect import collect_slice
-from kdist.detect import Connections, Prepared, TransportFactory, prepare
+from kdist.config.version import version_defs
+from kdist.engine import plan
+from kdist.engine.job import Job, RunResult
+from kdist.engine.journal import Memo
+from kdist.engine.prepare import Connections, Prepared, TransportFactory, prepare
+from kdist.engine.scheduler import HostSession, Scheduler
 from kdist.errors import (
     CommandFailed,
     ConnectError,
@@ -35,8 +37,6 @@ from kdist.events import (
     Reporter,
     SliceFinished,
 )
-from kdist.job import Job, RunResult
-from kdist.journal import Memo
 from kdist.model import (
     Host,
     Layout,
@@ -44,10 +44,13 @@ from kdist.model import (
     SliceResult,
     Status,
 )
-from kdist.publish import Packager
-from kdist.scheduler import HostSession, Scheduler
+from kdist.packaging import images
+from kdist.stages import sync
+from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
+from kdist.stages.collect import collect_slice
+from kdist.stages.publish import Packager
+from kdist.stages.tests import run_tests
 from kdist.transport import Transport
-from kdist.version import version_defs
 
 __all__ = ["execute", "run"]
 
@@ -154,44 +157,11 @@ async def _conclude(
 ) -> None:
     """Unit tests, then publish; remember the release for the next no-op run."""
     if job.run_tests and job.profile.test and outcome.ok:
-        await _run_tests(job, sched, outcome, reporter)
+        await run_tests(job, sched, outcome, reporter)
     if packager is not None:
         await packager.finish(outcome)
         if outcome.ok:
             memo.remember_release(job, outcome.results)
-
-
-async def _run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
-    """Run the profile's unit tests once, on the plan's test host; a failure blocks the publish."""
-    name = outcome.plan.test_host
-    if name in sched.excluded:
-        name = next(r.slice.host for r in outcome.results if r.slice.host not in sched.excluded)
-    command = commands.to_shell(job.profile.test)
-    reporter.emit(Note(f"unit tests on {name}: {command}"))
-    log_path = job.output / "logs" / "test.log"
-    with log_path.open("w", encoding="utf-8") as log:
-        log.write(f"$ {command}\n")
-        try:
-            session = await sched.session(name)
-            result = await session.transport.run(
-                job.profile.test,
-                cwd=plan.tree_workdir(session.host, job.request()),
-                env=session.env,
-                sink=lambda line: print(line, file=log),
-                timeout=job.slice_timeout,
-            )
-        except KdistError as exc:
-            outcome.test_error = f"{name}: unit tests could not run: {exc}"
-            return
-    outcome.tests = result
-    if result.ok:
-        reporter.emit(Note(f"unit tests passed on {name} in {result.duration:.1f}s"))
-    else:
-        outcome.test_error = (
-            f"{name}: unit tests failed (exit {result.returncode}); "
-            f"see {log_path}\n{result.tail(10)}"
-        )
-        reporter.emit(Note(outcome.test_error, "error"))
 
 
 async def _setup_host(job: Job, session: HostSession, run_id: str) -> None:

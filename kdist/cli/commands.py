@@ -1,4 +1,4 @@
-"""What each command does: options → Job → pipeline → report. Called by cli.program only."""
+"""What each command does: options → Job → pipeline → report. Called by cli.main.program only."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kdist import check, commands, detect, pipeline, publish, summary
-from kdist.cli import HOSTS_ENV
+from kdist.cli import documents
+from kdist.cli.report import make_reporter, print_table
+from kdist.config.inventory import HOSTS_ENV, load_inventory
+from kdist.config.profile import choose_profile
+from kdist.config.version import compute_version
+from kdist.engine import check, pipeline
+from kdist.engine.job import Job
+from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.errors import ConfigError, ExitStatus, KdistError
 from kdist.events import RunFinished
-from kdist.inventory import load_inventory
-from kdist.job import Job
 from kdist.model import (
     LOCAL_HOST,
     UNAME_TO_GOARCH,
@@ -30,11 +34,10 @@ from kdist.model import (
     Platform,
     parse_platform_list,
 )
-from kdist.package import expected_tarballs
-from kdist.profile import choose_profile
-from kdist.report import make_reporter, print_table
+from kdist.packaging.tarballs import expected_tarballs
+from kdist.remote.argv import remove, remove_tree, to_shell
+from kdist.stages import publish
 from kdist.transport import open_transport
-from kdist.version import compute_version
 
 
 def load_hosts(path: Path | None) -> Inventory:
@@ -132,7 +135,7 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
     return job, inventory.hosts
 
 
-def _factory(args: argparse.Namespace) -> detect.TransportFactory:
+def _factory(args: argparse.Namespace) -> TransportFactory:
     accept = getattr(args, "accept_new_host_keys", False)
     return lambda host: open_transport(host, args.connect_timeout, accept_new_host_keys=accept)
 
@@ -149,26 +152,26 @@ async def build_or_release(args: argparse.Namespace) -> ExitStatus:
     reporter = make_reporter(json_mode=args.json, quiet=args.quiet)
     try:
         if args.dry_run:
-            conns = detect.Connections(_factory(args))
+            conns = Connections(_factory(args))
             try:
-                the_plan = (await detect.prepare(job, hosts, conns, reporter)).plan
+                the_plan = (await prepare(job, hosts, conns, reporter)).plan
             finally:
                 await conns.close()
             return _show_plan(job, hosts, the_plan, args)
         result = await pipeline.run(job, hosts, _factory(args), reporter)
-        doc = summary.run_summary(job, result)
+        doc = documents.run_summary(job, result)
         reporter.emit(RunFinished(result.ok, doc))
     finally:
         reporter.close()
     if args.json:
         print_json(doc)
-    return summary.exit_status(result)
+    return documents.exit_status(result)
 
 
 def _show_plan(
     job: Job, hosts: Sequence[Host], the_plan: Plan, args: argparse.Namespace
 ) -> ExitStatus:
-    doc = summary.plan_summary(job, hosts, the_plan)
+    doc = documents.plan_summary(job, hosts, the_plan)
     if args.json:
         print_json(doc)
         return ExitStatus.OK
@@ -215,11 +218,11 @@ async def clean(args: argparse.Namespace) -> ExitStatus:
     hosts = [h for h in load_hosts(args.hosts).hosts if not h.local] if args.remote else []
     workdirs = {h.name: f"{h.workdir}/{tree_id(source)}" for h in hosts}
     if args.dry_run:
-        lines = [f"local: {commands.to_shell(commands.remove(str(output)))}"]
-        lines += [f"{n}: {commands.to_shell(commands.remove_tree(w))}" for n, w in workdirs.items()]
+        lines = [f"local: {to_shell(remove(str(output)))}"]
+        lines += [f"{n}: {to_shell(remove_tree(w))}" for n, w in workdirs.items()]
         print("\n".join(lines))
         return ExitStatus.OK
-    _remove_tree(output)
+    _remove_local_tree(output)
     results = await asyncio.gather(*(_clean_host(h, workdirs[h.name], args) for h in hosts))
     failed = {name: err for name, err in results if err}
     doc = {"removed": [str(output)], "hosts": [{"host": n, "workdir": workdirs[n],
@@ -233,7 +236,7 @@ async def clean(args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.INFRA_FAILED if failed else ExitStatus.OK
 
 
-def _remove_tree(path: Path) -> None:
+def _remove_local_tree(path: Path) -> None:
     # Go's module cache is read-only; make it writable first, as build/make-clean.sh does.
     for root, dirs, _ in os.walk(path):
         for name in dirs:
@@ -245,7 +248,7 @@ async def _clean_host(host: Host, workdir: str, args: argparse.Namespace) -> tup
     transport = _factory(args)(host)
     try:
         await transport.connect()
-        result = await transport.run(commands.remove_tree(workdir))
+        result = await transport.run(remove_tree(workdir))
         return host.name, "" if result.ok else result.tail(3)
     except KdistError as exc:
         return host.name, str(exc)

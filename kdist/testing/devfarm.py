@@ -8,10 +8,10 @@ config, pid file, log and work directory under ``ROOT/hosts/hN/``.  One client k
 ``start`` writes ``ROOT/inventory.yaml`` (kdist inventory format), ``ROOT/known_hosts`` and
 ``ROOT/farm.json`` (the farm spec, so ``stop``/``status`` can reload it later)::
 
-    python -m kdist.devfarm start /tmp/farm --hosts 3
-    python -m kdist.devfarm status /tmp/farm
-    python -m kdist.devfarm stop-host /tmp/farm h2
-    python -m kdist.devfarm stop /tmp/farm
+    python -m kdist.testing.devfarm start /tmp/farm --hosts 3
+    python -m kdist.testing.devfarm status /tmp/farm
+    python -m kdist.testing.devfarm stop-host /tmp/farm h2
+    python -m kdist.testing.devfarm stop /tmp/farm
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ class Farm:
     def _sshd_config(self, host: FarmHost) -> str:
         """Return the sshd_config text for ``host``."""
         lines = [
-            f"# kdist devfarm host {host.name}, written by kdist.devfarm",
+            f"# kdist devfarm host {host.name}, written by kdist.testing.devfarm",
             f"ListenAddress {host.address}:{host.port}",
             f"HostKey {_conf_value(str(host.host_key))}",
             f"PidFile {_conf_value(str(host.pidfile))}",
@@ -459,7 +459,10 @@ class Farm:
     def inventory_text(self) -> str:
         """Return the kdist inventory YAML describing this farm."""
         out = [
-            f"# Local kdist farm: {self.count} sshd daemons on loopback, written by kdist.devfarm",
+            (
+                f"# Local kdist farm: {self.count} sshd daemons on loopback,"
+                " written by kdist.testing.devfarm"
+            ),
             "defaults:",
             "  user: root",
             f"  port: {self.port}",
@@ -512,7 +515,7 @@ class Farm:
             raise FarmError(
                 f"{host.address}:{host.port} is already in use (banner {banner[:40]!r}); "
                 f"another farm may be running - stop it with "
-                f"`python -m kdist.devfarm stop OTHER_ROOT`.\nsshd processes:\n{holders}"
+                f"`python -m kdist.testing.devfarm stop OTHER_ROOT`.\nsshd processes:\n{holders}"
             )
 
     def _run_sshd(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -662,9 +665,9 @@ class Farm:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """Build the argument parser for ``python -m kdist.devfarm``."""
+    """Build the argument parser for ``python -m kdist.testing.devfarm``."""
     parser = argparse.ArgumentParser(
-        prog="python -m kdist.devfarm", description="Local sshd build farm for kdist."
+        prog="python -m kdist.testing.devfarm", description="Local sshd build farm for kdist."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start (or restart) a farm in ROOT")

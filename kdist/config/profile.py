@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kdist import kubernetes
-from kdist import validate as v
+from kdist.config import kubernetes
+from kdist.config import validate as v
+from kdist.config.loader import load_yaml_file
 from kdist.errors import ProfileError
-from kdist.loader import load_yaml_file
 from kdist.model import Layout, Platform, Profile
 
 PROFILE_FILE = "kdist.yaml"

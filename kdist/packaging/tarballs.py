@@ -2,23 +2,23 @@
 
 Kubernetes layout: `kube::release::package_tarballs` of k/k `build/lib/release.sh`
 (reference §6), with the staging directories replaced by in-memory entry lists and
-`tar czf` by :mod:`kdist.tarball`, so every tarball is byte-reproducible. Differences from
-upstream, all deliberate:
+`tar czf` by :mod:`kdist.packaging.archive`, so every tarball is byte-reproducible. Differences
+from upstream, all deliberate:
 
 * Server images (`<bin>.tar`, `<bin>.docker_tag`) are not built or included (`--images`
   will add them).
-* Entry order, mtimes, owners and modes are normalised (see :mod:`kdist.tarball`); binaries
-  are always stored 0755.
+* Entry order, mtimes, owners and modes are normalised (see :mod:`kdist.packaging.archive`);
+  binaries are always stored 0755.
 * Every directory is stored explicitly, parents first (upstream's dirty src tarball has no
   `kubernetes/` entry of its own, and the addons merge leaves directory entries out).
 * A symlink where a required file or a binary should be is refused instead of followed.
 * Only tarballs for platforms of the narrowed class lists are made
-  (:func:`kdist.kubernetes.classes_for`), the same list :func:`expected_tarballs` gives.
+  (:func:`kdist.config.kubernetes.classes_for`), the same list :func:`expected_tarballs` gives.
 
 Generic layout: one `<name>-<os>-<arch>.tar.gz` per platform holding every regular file of
 `bin_dir/<os>/<arch>/` (not recursive; symlinks, directories and special files are skipped
-with a warning on the `kdist.package` logger) under the top directory `<name>/`, with the
-file's own x bit.
+with a warning on the `kdist.packaging.tarballs` logger) under the top directory `<name>/`,
+with the file's own x bit.
 
 Thread safety: :func:`platform_tarballs` keeps no shared state and different platforms
 write different files, so the pipeline may call it from several threads at once.
@@ -39,10 +39,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdist import kubernetes as k8s
+from kdist.config import kubernetes as k8s
 from kdist.errors import PackageError
 from kdist.model import Layout, Platform, VersionInfo
-from kdist.tarball import Compressor, Entry, EntryKind, tree_entries, write_gzip, write_tarball
+from kdist.packaging.archive import (
+    ArchiveEntry,
+    Compressor,
+    EntryKind,
+    tree_entries,
+    write_gzip,
+    write_tarball,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,9 @@ class PackageSpec:
     platforms: tuple[Platform, ...]  # the platforms of this release (KUBE_BUILD_PLATFORMS)
     version: VersionInfo  # .version goes in kubernetes/version; .source_date_epoch is the mtime
     jobs: int = 0  # compression threads per tarball; 0 = os.cpu_count()
-    compressor: Compressor = "zlib"  # see kdist.tarball; "zlib" is the same bytes everywhere
+    compressor: Compressor = (
+        "zlib"  # see kdist.packaging.archive; "zlib" is the same bytes everywhere
+    )
 
     def __post_init__(self) -> None:
         if self.layout is Layout.GENERIC and not _NAME_RE.match(self.name):
@@ -223,7 +232,7 @@ def _src_tarball(spec: PackageSpec, dest: Path) -> Path:
         return write_gzip(
             out, _git_archive(spec.source), jobs=spec.jobs, compressor=spec.compressor
         )
-    entries: list[Entry] = []
+    entries: list[ArchiveEntry] = []
     with os.scandir(spec.source) as it:
         tops = sorted(e.name for e in it)
     for top in tops:
@@ -274,9 +283,9 @@ def _manifests_tarball(spec: PackageSpec, dest: Path) -> Path:
     tarball = MANIFESTS_TARBALL
     gci = f"{TOP}/gci-trusty"
     manifests = spec.source / "cluster/gce/manifests"
-    files: dict[str, Entry] = {}
+    files: dict[str, ArchiveEntry] = {}
     for name in GCE_MANIFESTS:
-        files[f"{gci}/{name}"] = Entry.file(
+        files[f"{gci}/{name}"] = ArchiveEntry.file(
             f"{gci}/{name}", _required_file(spec, manifests / name, tarball)
         )
     internal = [
@@ -286,12 +295,12 @@ def _manifests_tarball(spec: PackageSpec, dest: Path) -> Path:
         if fnmatch.fnmatchcase(entry.source.name, "internal-*")
     ]
     for path in sorted(internal, key=str):
-        files[f"{gci}/{path.name}"] = Entry.file(f"{gci}/{path.name}", path)
+        files[f"{gci}/{path.name}"] = ArchiveEntry.file(f"{gci}/{path.name}", path)
     gce_gci = spec.source / "cluster/gce/gci"
     for src_name, name, required in GCI_SCRIPTS:
         path = gce_gci / src_name
         if required or os.path.lexists(path):
-            files[f"{gci}/{name}"] = Entry.file(
+            files[f"{gci}/{name}"] = ArchiveEntry.file(
                 f"{gci}/{name}", _required_file(spec, path, tarball)
             )
     for addons in ADDON_DIRS:
@@ -321,16 +330,16 @@ def _full_tarball(spec: PackageSpec, dest: Path) -> Path:
     if not manifests.is_file():
         msg = f"{manifests} is missing: kubernetes.tar.gz embeds it"
         raise PackageError(msg)
-    entries = [Entry.data(f"{TOP}/client/README", CLIENT_README.encode())]
+    entries = [ArchiveEntry.data(f"{TOP}/client/README", CLIENT_README.encode())]
     entries += _tree(spec, "cluster", f"{TOP}/cluster", tarball)
-    entries.append(Entry.file(f"{TOP}/server/{MANIFESTS_TARBALL}", manifests, 0o644))
-    entries.append(Entry.data(f"{TOP}/server/README", SERVER_README.encode()))
+    entries.append(ArchiveEntry.file(f"{TOP}/server/{MANIFESTS_TARBALL}", manifests, 0o644))
+    entries.append(ArchiveEntry.data(f"{TOP}/server/README", SERVER_README.encode()))
     entries += _tree(spec, "hack/lib", f"{TOP}/hack/lib", tarball)
     entries += _tree(spec, "docs", f"{TOP}/docs", tarball)
     readme = _required_file(spec, spec.source / "README.md", tarball)
-    entries.append(Entry.file(f"{TOP}/README.md", readme))
+    entries.append(ArchiveEntry.file(f"{TOP}/README.md", readme))
     entries += _tree(spec, "LICENSES", f"{TOP}/LICENSES", tarball)
-    entries.append(Entry.data(f"{TOP}/version", f"{spec.version.version}\n".encode()))
+    entries.append(ArchiveEntry.data(f"{TOP}/version", f"{spec.version.version}\n".encode()))
     return _write(spec, dest / tarball, _merge(entries))
 
 
@@ -381,13 +390,14 @@ def _kubernetes_platform(spec: PackageSpec, platform: Platform, dest: Path) -> l
     written = []
     for kind, inner, binaries in plan:
         entries = [
-            Entry.file(f"{TOP}/{inner}/{b}", bin_dir / b, 0o755) for b in dict.fromkeys(binaries)
+            ArchiveEntry.file(f"{TOP}/{inner}/{b}", bin_dir / b, 0o755)
+            for b in dict.fromkeys(binaries)
         ]
         if kind in ("node", "server"):
             entries += licenses
-            entries.append(Entry.file(f"{TOP}/{SRC_TARBALL}", src, 0o644))
+            entries.append(ArchiveEntry.file(f"{TOP}/{SRC_TARBALL}", src, 0o644))
         if kind == "server":
-            entries.append(Entry.directory(f"{TOP}/addons"))
+            entries.append(ArchiveEntry.directory(f"{TOP}/addons"))
         written.append(_write(spec, dest / f"kubernetes-{kind}-{platform.dashed}.tar.gz", entries))
     return written
 
@@ -400,7 +410,7 @@ def _generic_platform(spec: PackageSpec, platform: Platform, dest: Path) -> Path
     if not files:
         msg = f"{platform}: no binaries (regular files) in {bin_dir}"
         raise PackageError(msg)
-    entries = [Entry.file(f"{spec.name}/{path.name}", path) for path in files]
+    entries = [ArchiveEntry.file(f"{spec.name}/{path.name}", path) for path in files]
     return _write(spec, dest / _generic_name(spec, platform), entries)
 
 
@@ -444,7 +454,7 @@ def _check_binaries(platform: Platform, bin_dir: Path, names: Iterable[str]) -> 
 # Helpers
 
 
-def _write(spec: PackageSpec, out: Path, entries: Iterable[Entry]) -> Path:
+def _write(spec: PackageSpec, out: Path, entries: Iterable[ArchiveEntry]) -> Path:
     try:
         return write_tarball(
             out,
@@ -458,7 +468,7 @@ def _write(spec: PackageSpec, out: Path, entries: Iterable[Entry]) -> Path:
         raise PackageError(msg) from exc
 
 
-def _tree(spec: PackageSpec, rel: str, name: str, tarball: str) -> list[Entry]:
+def _tree(spec: PackageSpec, rel: str, name: str, tarball: str) -> list[ArchiveEntry]:
     path = spec.source / rel
     if not os.path.lexists(path):
         msg = f"{path} is missing from the source tree; {tarball} needs it"
@@ -483,7 +493,7 @@ def _is_cruft(name: str) -> bool:
     return any(fnmatch.fnmatchcase(base, pattern) for pattern in CRUFT_PATTERNS)
 
 
-def _merge(entries: Iterable[Entry]) -> list[Entry]:
+def _merge(entries: Iterable[ArchiveEntry]) -> list[ArchiveEntry]:
     """Drop repeated names, keeping the last one (like copying over a staging directory)."""
     return list({entry.name: entry for entry in entries}.values())
 

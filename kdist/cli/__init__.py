@@ -1,0 +1,1 @@
+"""The command line and its output (report): parsing, commands, JSON documents, display."""

@@ -1,0 +1,1 @@
+"""Configuration in (inventory): hosts, build profiles, Kubernetes facts, version, as data."""

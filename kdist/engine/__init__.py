@@ -1,0 +1,1 @@
+"""Planning and the run engine (plan): placement, detection, scheduling, failover, journal."""

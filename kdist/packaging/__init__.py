@@ -1,0 +1,1 @@
+"""The package stage: reproducible release tarballs (Kubernetes layout), server images."""

@@ -1,0 +1,1 @@
+"""What runs on build hosts during sync, build and pull: argv builders, scripts, probe."""

@@ -1,0 +1,43 @@
+"""Unit-test stage: the profile's tests (`make test`) once, on one host, before publishing."""
+
+from __future__ import annotations
+
+from kdist.engine import plan
+from kdist.engine.job import Job, RunResult
+from kdist.engine.scheduler import Scheduler
+from kdist.errors import KdistError
+from kdist.events import Note, Reporter
+from kdist.remote.argv import to_shell
+
+
+async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
+    """Run the profile's unit tests once, on the plan's test host; a failure blocks the publish."""
+    name = outcome.plan.test_host
+    if name in sched.excluded:
+        name = next(r.slice.host for r in outcome.results if r.slice.host not in sched.excluded)
+    command = to_shell(job.profile.test)
+    reporter.emit(Note(f"unit tests on {name}: {command}"))
+    log_path = job.output / "logs" / "test.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"$ {command}\n")
+        try:
+            session = await sched.session(name)
+            result = await session.transport.run(
+                job.profile.test,
+                cwd=plan.tree_workdir(session.host, job.request()),
+                env=session.env,
+                sink=lambda line: print(line, file=log),
+                timeout=job.slice_timeout,
+            )
+        except KdistError as exc:
+            outcome.test_error = f"{name}: unit tests could not run: {exc}"
+            return
+    outcome.tests = result
+    if result.ok:
+        reporter.emit(Note(f"unit tests passed on {name} in {result.duration:.1f}s"))
+    else:
+        outcome.test_error = (
+            f"{name}: unit tests failed (exit {result.returncode}); "
+            f"see {log_path}\n{result.tail(10)}"
+        )
+        reporter.emit(Note(outcome.test_error, "error"))
