@@ -237,8 +237,57 @@ class SliceResult:
     artifacts: tuple[Artifact, ...] = ()
     attempts: int = 1  # how many hosts it took (infrastructure failures are retried elsewhere)
     reused: bool = False  # True when the journal showed the binaries were already built
+    record: BuildRecord | None = None  # who built the binaries (from the journal when reused)
+    reproduction: Reproduction | None = None  # the second build, when this slice was sampled
+    smoke: tuple[SmokeTest, ...] = ()  # each binary run on a native host (profile `smoke:`)
 
     @property
     def ok(self) -> bool:
         """True when the slice built and its binaries were collected."""
         return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """Who built a slice's binaries, with what and when: the evidence the provenance publishes."""
+
+    attempt: str
+    host: str
+    address: str
+    port: int
+    host_key: str  # SHA256 fingerprint of the host key verified at connect ('' on the head node)
+    toolchain: str  # the host's Go version, e.g. go1.22.4
+    argv: tuple[str, ...]
+    env: Mapping[str, str]  # every variable kdist set for the build
+    workdir: str
+    cross: bool
+    started: float  # Unix time
+    finished: float
+    image: str = ""  # the build image digest in container mode
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A slice rebuilt on a second host and compared with the first build, file by file."""
+
+    record: BuildRecord | None  # the second build (None when it could not be made)
+    agreed: bool
+    differences: tuple[str, ...] = ()  # one line per file that differs
+    error: str = ""  # why the comparison could not be made
+    reports: tuple[str, ...] = ()  # diffoscope reports, when diffoscope is installed
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """One binary run on a host native for its platform (host '' when there was none)."""
+
+    binary: str
+    host: str
+    argv: tuple[str, ...] = ()
+    ok: bool = False
+    output: str = ""  # the last lines it printed, sanitised
+
+    @property
+    def tested(self) -> bool:
+        """False when no native host could run it."""
+        return bool(self.host)
