@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"example.com/crictl-like/internal/version"
+	"example.com/semver"
 )
 
 func main() {
@@ -13,6 +14,9 @@ func main() {
 		switch arg {
 		case "--version", "-version", "-v", "version":
 			_, _ = os.Stdout.WriteString("crictl version " + version.Version + "\n")
+			if !semver.IsValid(version.Version) {
+				_, _ = os.Stderr.WriteString("crictl: warning: " + version.Version + " is not a semantic version\n")
+			}
 			return
 		}
 	}
