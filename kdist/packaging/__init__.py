@@ -1,1 +1,4 @@
-"""The package stage: reproducible release tarballs (Kubernetes layout), server images."""
+"""The package stage: release tarballs, server images, and the evidence published with them.
+
+SBOMs, provenance and signatures are written beside the tarballs; `kdist verify` checks them.
+"""
