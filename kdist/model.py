@@ -34,6 +34,7 @@ UNAME_TO_GOARCH = {
 
 # On the build host, not here; per-tree subfolders are created with the user's umask.
 DEFAULT_WORKDIR = "/var/tmp/kdist"  # noqa: S108
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 
 _PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9]+)$")
 
@@ -100,6 +101,7 @@ class Host:
     platforms: tuple[Platform, ...] | None = None  # None: detect with `uname -m`
     labels: tuple[str, ...] = ()
     local: bool = False  # the head node itself: no SSH, builds in the source tree
+    docker_socket: str = DEFAULT_DOCKER_SOCKET  # on the host; forwarded over the SSH connection
 
 
 LOCAL_HOST = Host(name="local", address="localhost", local=True)
@@ -291,3 +293,13 @@ class SmokeTest:
     def tested(self) -> bool:
         """False when no native host could run it."""
         return bool(self.host)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """The build container of a project: which image, and how it gets to a host."""
+
+    image: str  # a name (or an id); the default for every host
+    images: Mapping[str, str] = field(default_factory=dict)  # "os/arch" of a daemon -> its image
+    dockerfile: str = ""  # relative to the source: build the image there when a host lacks it
+    network: str = "none"  # the container's network mode

@@ -10,12 +10,14 @@ from typing import Any
 from kdist.config import validate as v
 from kdist.config.loader import load_yaml_file, load_yaml_text
 from kdist.errors import InventoryError
-from kdist.model import DEFAULT_WORKDIR, Host, Inventory
+from kdist.model import DEFAULT_DOCKER_SOCKET, DEFAULT_WORKDIR, Host, Inventory
 
 # The environment variable naming the inventory file when --hosts is not given.
 HOSTS_ENV = "KDIST_HOSTS"
 
-DEFAULT_KEYS = ("user", "port", "identity_file", "known_hosts", "workdir", "capacity", "env")
+DEFAULT_KEYS = (
+    "user", "port", "identity_file", "known_hosts", "workdir", "capacity", "env", "docker_socket"
+)  # fmt: skip
 HOST_KEYS = (*DEFAULT_KEYS, "address", "platforms", "labels")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
@@ -73,13 +75,16 @@ def _host(
         user=_user(merged.get("user"), where("user")),
         identity_file=_path(merged.get("identity_file"), where("identity_file"), base),
         known_hosts=_path(merged.get("known_hosts"), where("known_hosts"), base),
-        workdir=_workdir(merged.get("workdir", DEFAULT_WORKDIR), where("workdir")),
+        workdir=_absolute(merged.get("workdir", DEFAULT_WORKDIR), where("workdir")),
         capacity=v.integer(merged.get("capacity", 1), where("capacity"), 1, 256),
         env=env,
         platforms=(
             v.platform_list(own["platforms"], at / "platforms") if "platforms" in own else None
         ),
         labels=v.string_list(own.get("labels", []), at / "labels"),
+        docker_socket=_absolute(
+            merged.get("docker_socket", DEFAULT_DOCKER_SOCKET), where("docker_socket")
+        ),
     )
 
 
@@ -115,10 +120,11 @@ def _path(value: Any, at: v.Where, base: Path) -> Path | None:  # noqa: ANN401
         raise at.fail(f"cannot use {text!r}: {exc}") from exc
 
 
-def _workdir(value: Any, at: v.Where) -> str:  # noqa: ANN401
+def _absolute(value: Any, at: v.Where) -> str:  # noqa: ANN401
     text = v.string(value, at)
     if not text.startswith("/"):
         raise at.fail(f"must be an absolute path on the build host, not {text!r}")
     if any(part == ".." for part in text.split("/")):
         raise at.fail("must not contain '..'")
     return text.rstrip("/") or "/"
+

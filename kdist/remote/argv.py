@@ -13,6 +13,15 @@ NO_WORKDIR = 97
 # lock and attempt markers (deleting them under a running build would break the lock).
 SYNC_EXCLUDES = ("/_output/", "/.git/", "/.kdist/")
 
+# `sh -c SOCKET_SCRIPT kdist-socket PATH`: can the SSH user use the docker socket at PATH?
+SOCKET_SCRIPT = (
+    'if [ ! -e "$1" ]; then echo missing; elif [ ! -S "$1" ]; then echo not-a-socket; '
+    'elif [ -r "$1" ] && [ -w "$1" ]; then echo ok; '
+    'else echo "denied $(id -un 2>/dev/null) $(ls -ln "$1" | cut -d" " -f1,3,4)"; fi'
+)
+# `sh -c OWNER_SCRIPT kdist-owner DIR`: the uid:gid that owns DIR (GNU stat, else BSD stat).
+OWNER_SCRIPT = 'stat -c %u:%g -- "$1" 2>/dev/null || stat -f %u:%g -- "$1"'
+
 
 def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
     """Wrap argv so it runs in `cwd` with `env` added, as one argv for `sh -c` on the host."""
@@ -82,3 +91,13 @@ def _rsh(rsh: str | None) -> list[str]:
 def _remote(rsh: str | None, path: str) -> str:
     # The host part is a placeholder: the --rsh helper is already bound to one connection.
     return f"kdist:{path}" if rsh else path
+
+
+def socket_access(path: str) -> list[str]:
+    """Probe whether the SSH user may use the socket at `path` (one word, `ok` when it may)."""
+    return ["sh", "-c", SOCKET_SCRIPT, "kdist-socket", path]
+
+
+def owner_of(path: str) -> list[str]:
+    """Print the uid:gid that owns `path`."""
+    return ["sh", "-c", OWNER_SCRIPT, "kdist-owner", path]

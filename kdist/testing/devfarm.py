@@ -416,7 +416,7 @@ class Farm:
             "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password",
             "AllowAgentForwarding no",
-            "AllowTcpForwarding no",
+            "AllowTcpForwarding local",  # docker sockets are forwarded (container builds)
             "X11Forwarding no",
             "PrintMotd no",
             "PrintLastLog no",

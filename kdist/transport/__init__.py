@@ -57,6 +57,9 @@ class Transport(Protocol):
     async def pull(self, src: str, dest: Path) -> CommandResult:
         """Copy the regular files under `src` on the host into the local folder `dest`."""
 
+    async def forward_socket(self, remote_path: str) -> str:
+        """A local Unix socket path that reaches the socket `remote_path` on the host."""
+
     async def close(self) -> None:
         """Release the connection; safe to call twice."""
 

@@ -104,6 +104,10 @@ class LocalTransport:
         """Copy the regular files under `src` into `dest` with rsync."""
         return await self.run(rsync_pull(None, src, dest))
 
+    async def forward_socket(self, remote_path: str) -> str:
+        """The head node's own socket: nothing to forward."""
+        return remote_path
+
     async def close(self) -> None:
         """Nothing to release."""
 

@@ -48,6 +48,7 @@ class SshTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sockdir: str | None = None
+        self._forwards: dict[str, str] = {}  # remote socket -> local socket
         self._local = LocalTransport(host)  # runs the local rsync client
 
     @property
@@ -213,8 +214,38 @@ class SshTransport:
         """Rsync the regular files under `src` on the host into `dest`."""
         return await self._local.run(rsync_pull(self._rsh_command(), src, dest))
 
+    async def forward_socket(self, remote_path: str) -> str:
+        """A private local socket reaching `remote_path` on the host through this connection.
+
+        Every client connection to it becomes a channel of the one SSH connection
+        (direct-streamlocal, like `ssh -L local:remote`), so a docker client that uses it
+        never logs in again.
+        """
+        conn = self._connection()
+        if remote_path in self._forwards:
+            return self._forwards[remote_path]
+        assert self._sockdir is not None
+        local = str(Path(self._sockdir) / f"fwd{len(self._forwards)}")
+        try:
+            _, probe = await conn.open_unix_connection(remote_path)
+            probe.close()
+        except asyncssh.ChannelOpenError as exc:
+            msg = (
+                f"{self.label}: cannot reach {remote_path} over SSH ({exc.reason}): nothing "
+                "listens there, or sshd forbids forwarding (AllowTcpForwarding no)"
+            )
+            raise ConnectError(msg) from exc
+        try:
+            await conn.forward_local_path(local, remote_path)
+        except (OSError, asyncssh.Error) as exc:
+            msg = f"{self.label}: cannot forward {remote_path}: {exc}"
+            raise ConnectError(msg) from exc
+        self._forwards[remote_path] = local
+        return local
+
     async def close(self) -> None:
-        """Close the relay and the connection."""
+        """Close the relay, the forwarded sockets and the connection."""
+        self._forwards.clear()
         if self._server is not None:
             self._server.close()
             self._server = None

@@ -190,13 +190,14 @@ def test_workdir_root_and_trailing_slashes_are_normalised() -> None:
         ),
         (
             "defaults: {address: x}\nhosts:\n  h1: {}\n",
-            "inventory.yaml: defaults.address: unknown key (allowed: capacity, env, "
-            "identity_file, known_hosts, port, user, workdir)",
+            "inventory.yaml: defaults.address: unknown key (allowed: capacity, docker_socket, "
+            "env, identity_file, known_hosts, port, user, workdir)",
         ),
         (
             "hosts:\n  h1: {platform: [linux/amd64]}\n",
-            "inventory.yaml: hosts.h1.platform: unknown key (allowed: address, capacity, env, "
-            "identity_file, known_hosts, labels, platforms, port, user, workdir)",
+            "inventory.yaml: hosts.h1.platform: unknown key (allowed: address, capacity, "
+            "docker_socket, env, identity_file, known_hosts, labels, platforms, port, user, "
+            "workdir)",
         ),
         (
             'hosts:\n  h1: {port: "22"}\n',
@@ -492,3 +493,19 @@ def test_parse_inventory_raises_only_inventory_error(doc: object) -> None:
 def test_parse_inventory_text_raises_only_inventory_error(text: str) -> None:
     """Any text yields a sane Inventory or an InventoryError, nothing else."""
     _check_outcome(lambda: parse_inventory_text(text, "inventory.yaml", Path("/kdist-base")))
+
+
+def test_docker_socket_defaults_and_per_host_override() -> None:
+    """docker_socket defaults to /var/run/docker.sock; defaults and hosts may set their own."""
+    inv = parse_inventory_text(
+        "defaults: {docker_socket: /run/user/1000/docker.sock}\n"
+        "hosts:\n  a: {}\n  b: {docker_socket: /var/run/docker.sock}\n"
+    )
+    assert [h.docker_socket for h in inv.hosts] == ["/run/user/1000/docker.sock", "/var/run/docker.sock"]
+    assert parse_inventory_text("hosts: {c: {}}").hosts[0].docker_socket == "/var/run/docker.sock"
+
+
+def test_relative_docker_socket_is_refused() -> None:
+    """A docker_socket must be an absolute path on the host."""
+    with pytest.raises(InventoryError, match=r"hosts\.a\.docker_socket: must be an absolute path"):
+        parse_inventory_text("hosts:\n  a: {docker_socket: docker.sock}\n")
