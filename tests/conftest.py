@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +13,18 @@ from kdist.testing.devfarm import Farm
 from kdist.testing.dockerd import Dockerd
 from tests.helpers import make_project
 
+# Go's build cache is safe to share between processes, and compiling the standard library for
+# each GOOS/GOARCH dominates a cold e2e run on two cores; so every test session on a machine
+# shares one cache unless $KDIST_TEST_GOCACHE names another.
+SHARED_GOCACHE = "/var/tmp/kdist-test-gocache"
+
 
 @pytest.fixture(scope="session")
-def gocache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Go build cache for every farm of the session (they all live on this machine)."""
-    return tmp_path_factory.mktemp("gocache")
+def gocache() -> Path:
+    """One Go build cache for every farm of every test session on this machine."""
+    path = Path(os.environ.get("KDIST_TEST_GOCACHE") or SHARED_GOCACHE)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
