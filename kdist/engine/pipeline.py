@@ -44,7 +44,6 @@ from kdist.model import (
     SliceResult,
     Status,
 )
-from kdist.packaging import images
 from kdist.stages import sync
 from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.stages.collect import collect_slice
@@ -86,9 +85,6 @@ async def execute(
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
-    if job.images and job.profile.layout is Layout.KUBERNETES:
-        why = await asyncio.to_thread(images.why_not)
-        reporter.emit(Note(f"server images not built: {why}", "warning"))
     memo = await Memo.open(job)
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:

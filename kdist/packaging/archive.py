@@ -60,9 +60,9 @@ import tempfile
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -96,32 +96,42 @@ class EntryKind(str, Enum):
 
 @dataclass(frozen=True)
 class ArchiveEntry:
-    """One member of a tarball: archive name, kind, source and (optional) mode."""
+    """One member of a tarball: archive name, kind, source, (optional) mode and pax records."""
 
     name: str
     kind: EntryKind
     source: Path | bytes | str | None = None
     mode: int | None = None  # only the x bits matter; None: from the file (FILE) or 0644
+    pax: tuple[tuple[str, bytes], ...] = ()  # extra pax records, e.g. SCHILY.xattr.*
 
     @classmethod
-    def file(cls, name: str, path: Path, mode: int | None = None) -> ArchiveEntry:
+    def file(
+        cls, name: str, path: Path, mode: int | None = None, pax: Mapping[str, bytes] | None = None
+    ) -> ArchiveEntry:
         """Make a regular file read from `path` (never through a symlink) at write time."""
-        return cls(name, EntryKind.FILE, path, mode)
+        return cls(name, EntryKind.FILE, path, mode, _records(pax))
 
     @classmethod
-    def directory(cls, name: str) -> ArchiveEntry:
+    def directory(cls, name: str, pax: Mapping[str, bytes] | None = None) -> ArchiveEntry:
         """Make a directory (always 0755)."""
-        return cls(name, EntryKind.DIR)
+        return cls(name, EntryKind.DIR, pax=_records(pax))
 
     @classmethod
-    def data(cls, name: str, content: bytes, mode: int = 0o644) -> ArchiveEntry:
+    def data(
+        cls, name: str, content: bytes, mode: int = 0o644, pax: Mapping[str, bytes] | None = None
+    ) -> ArchiveEntry:
         """Make a regular file holding `content`."""
-        return cls(name, EntryKind.BYTES, bytes(content), mode)
+        return cls(name, EntryKind.BYTES, bytes(content), mode, _records(pax))
 
     @classmethod
     def symlink(cls, name: str, target: str) -> ArchiveEntry:
         """Make a symbolic link to `target`, stored as is."""
         return cls(name, EntryKind.SYMLINK, target)
+
+
+def _records(pax: Mapping[str, bytes] | None) -> tuple[tuple[str, bytes], ...]:
+    # Sorted, so the header bytes do not depend on the order a caller built the mapping in.
+    return tuple(sorted((pax or {}).items()))
 
 
 def normalise_mode(kind: EntryKind, mode: int | None) -> int:
@@ -171,11 +181,7 @@ def prepare(entries: Iterable[ArchiveEntry]) -> list[ArchiveEntry]:
         if name in by_name:
             msg = f"duplicate archive name {name!r}"
             raise ValueError(msg)
-        by_name[name] = (
-            entry
-            if name == entry.name
-            else ArchiveEntry(name, entry.kind, entry.source, entry.mode)
-        )
+        by_name[name] = entry if name == entry.name else replace(entry, name=name)
     for name in list(by_name):
         parts = name.split("/")
         for depth in range(1, len(parts)):
@@ -240,9 +246,19 @@ def _fits(field: bytes) -> bool:
 
 
 def tar_header(
-    name: str, kind: EntryKind, mode: int, size: int, mtime: int, link: str = ""
+    name: str,
+    kind: EntryKind,
+    mode: int,
+    size: int,
+    mtime: int,
+    link: str = "",
+    pax: Iterable[tuple[str, bytes]] = (),
 ) -> bytes:
-    """Encode the header block(s) of one member; a pax `x` header first if ustar is too small."""
+    """Encode the header block(s) of one member; a pax `x` header first if ustar is too small.
+
+    `pax` adds records (key, raw value) after the path, linkpath and size ones, in the
+    order given (an ArchiveEntry keeps them sorted).
+    """
     if kind is EntryKind.DIR:
         name += "/"
     raw_name = name.encode(*_ENCODING)
@@ -257,14 +273,16 @@ def tar_header(
         records += _pax_record("linkpath", raw_link)
     if size > _MAX_OCTAL_12:
         records += _pax_record("size", str(size).encode())
+    for key, value in pax:
+        records += _pax_record(key, value)
     typeflag = {EntryKind.DIR: b"5", EntryKind.SYMLINK: b"2"}.get(kind, b"0")
     header = _ustar(
         _ascii(raw_name), mode, min(size, _MAX_OCTAL_12), mtime, typeflag, _ascii(raw_link)
     )
     if not records:
         return header
-    pax = _ustar(_PAX_NAME, 0o644, len(records), mtime, b"x") + records + _pad(len(records))
-    return pax + header
+    extended = _ustar(_PAX_NAME, 0o644, len(records), mtime, b"x")
+    return extended + records + _pad(len(records)) + header
 
 
 def _pad(size: int) -> bytes:
@@ -297,6 +315,7 @@ def _file_chunks(entry: ArchiveEntry, path: Path, mtime: int) -> Iterator[bytes]
             normalise_mode(EntryKind.FILE, entry.mode if entry.mode is not None else st.st_mode),
             size,
             mtime,
+            pax=entry.pax,
         )
         left = size
         while left:
@@ -335,16 +354,21 @@ def _iter_prepared(ordered: list[ArchiveEntry], mtime: int) -> Iterator[bytes]:
                 raise TypeError(msg)
             data = entry.source
             block = tar_header(
-                entry.name, entry.kind, normalise_mode(entry.kind, entry.mode), len(data), mtime
+                entry.name,
+                entry.kind,
+                normalise_mode(entry.kind, entry.mode),
+                len(data),
+                mtime,
+                pax=entry.pax,
             )
             block += data + _pad(len(data))
         elif entry.kind is EntryKind.SYMLINK:
             if not isinstance(entry.source, str):
                 msg = f"{entry.name}: a symlink entry needs a str target"
                 raise TypeError(msg)
-            block = tar_header(entry.name, entry.kind, 0o777, 0, mtime, entry.source)
+            block = tar_header(entry.name, entry.kind, 0o777, 0, mtime, entry.source, entry.pax)
         else:
-            block = tar_header(entry.name, entry.kind, 0o755, 0, mtime)
+            block = tar_header(entry.name, entry.kind, 0o755, 0, mtime, pax=entry.pax)
         total += len(block)
         yield block
     end = b"\0" * (2 * _TAR_BLOCK)
@@ -525,6 +549,17 @@ def write_tarball(
         compressor=compressor,
         block_size=block_size,
     )
+
+
+def write_tar(dest: Path, entries: Iterable[ArchiveEntry], *, mtime: int) -> Path:
+    """Write the deterministic, uncompressed tar of `entries` to `dest`; return dest."""
+    ordered = prepare(entries)
+
+    def write(out: BinaryIO) -> None:
+        for chunk in _iter_prepared(ordered, mtime):
+            out.write(chunk)
+
+    return _atomic(dest, write)
 
 
 def _atomic(dest: Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -79,18 +79,3 @@ def test_order_of_results_does_not_matter() -> None:
     forward = _run(Status.INFRA, Status.FAILED, Status.OK)
     backward = _run(Status.OK, Status.FAILED, Status.INFRA)
     assert exit_status(forward) == exit_status(backward) == ExitStatus.BUILD_FAILED
-
-
-def test_images_reason_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--images explains why server images are missing: no docker, no buildx, no daemon, or not yet."""
-    from kdist.packaging import images
-
-    monkeypatch.setattr(images.shutil, "which", lambda name: None)
-    assert images.why_not() == "docker is not installed"
-    monkeypatch.setattr(images.shutil, "which", lambda name: "/usr/bin/docker")
-    monkeypatch.setattr(images, "_ok", lambda argv: argv[1] == "buildx")
-    assert images.why_not() == "the docker daemon is not reachable"
-    monkeypatch.setattr(images, "_ok", lambda argv: False)
-    assert images.why_not() == "docker buildx is not available"
-    monkeypatch.setattr(images, "_ok", lambda argv: True)
-    assert images.why_not() == images.NOT_YET
