@@ -140,6 +140,7 @@ class Profile:
     test: tuple[str, ...] = ()  # argv template for the unit tests, run once before packaging
     package: tuple[str, ...] = ()  # argv: the repository's own packaging, run on the head node
     source: str = "<built-in>"
+    images: Mapping[str, str] = field(default_factory=dict)  # server image variables (kubernetes)
 
 
 @dataclass(frozen=True)

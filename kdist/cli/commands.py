@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,10 +31,13 @@ from kdist.model import (
     UNAME_TO_GOARCH,
     Host,
     Inventory,
+    Layout,
     Plan,
     Platform,
+    Profile,
     parse_platform_list,
 )
+from kdist.packaging.images import RELEASE_IMAGES, ImageSettings, describe
 from kdist.packaging.tarballs import expected_tarballs
 from kdist.remote.argv import remove, remove_tree, to_shell
 from kdist.stages import publish
@@ -126,13 +130,20 @@ def make_job(args: argparse.Namespace) -> tuple[Job, tuple[Host, ...]]:
         in_tree=not release,
         run_tests=release and not args.skip_tests,
         reuse=not getattr(args, "rebuild", False),
-        images=getattr(args, "images", False),
+        images=_image_settings(profile, release and getattr(args, "images", None) is not False),
         attempts=max(1, getattr(args, "attempts", 3)),
         slice_timeout=getattr(args, "slice_timeout", None),
         idle_timeout=getattr(args, "idle_timeout", 900.0),
         lock_wait=getattr(args, "lock_wait", 30.0),
     )
     return job, inventory.hosts
+
+
+def _image_settings(profile: Profile, wanted: bool) -> ImageSettings | None:
+    """Image settings from the environment and the profile, for a Kubernetes release."""
+    if not wanted or profile.layout is not Layout.KUBERNETES:
+        return None
+    return ImageSettings.load(os.environ, profile.images)
 
 
 def _factory(args: argparse.Namespace) -> TransportFactory:
@@ -190,6 +201,8 @@ def _show_plan(
         print(f"{host['name']}: env     {host['env']}")
     for line in doc["after"]:
         print(f"then: {line}")
+    for image in doc["images"]:
+        print(f"image: {image['tags'][0]} on {image['base']} ({image['base_from']})")
     for note in the_plan.notes:
         print(f"note: {note}")
     return ExitStatus.OK
@@ -264,14 +277,20 @@ async def package_only(args: argparse.Namespace) -> ExitStatus:
     job = Job(source=source, output=output, profile=profile, platforms=(),
               version=compute_version(source, epoch=_source_date_epoch()), tree_id="")  # fmt: skip
     platforms = _packable(job, args.platforms)
+    job = dataclasses.replace(job, platforms=platforms, images=_image_settings(profile, True))
     if args.dry_run:
         names = expected_tarballs(publish.package_spec(job, platforms))
         print(f"would pack {', '.join(map(str, platforms))} from {job.binaries}:")
         print("\n".join(f"  {output / publish.RELEASE_DIR / n}" for n in names))
+        for image in documents.planned_images(job):
+            print(f"  image {image['tags'][0]} on {image['base']} ({image['base_from']})")
         return ExitStatus.OK
-    tarballs = await asyncio.to_thread(publish.package_now, job, platforms)
+    image_plan = await pipeline.plan_images(job)
+    tarballs, built = await asyncio.to_thread(publish.package_now, job, platforms, image_plan)
     if args.json:
-        print_json({"ok": True, "tarballs": [{"name": n, "sha256": d} for n, d in tarballs]})
+        images = [describe(b, output / RELEASE_IMAGES) for b in built]
+        tars = [{"name": n, "sha256": d} for n, d in tarballs]
+        print_json({"ok": True, "tarballs": tars, "images": images})
     else:
         for name, digest in tarballs:
             print(f"{digest[:12]}  {output / publish.RELEASE_DIR / name}")

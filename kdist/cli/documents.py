@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from kdist.engine import plan
 from kdist.errors import ExitStatus
-from kdist.model import Host, Plan, SliceResult, Status
+from kdist.model import Host, Layout, Plan, Platform, SliceResult, Status
+from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
 from kdist.remote.argv import in_dir, rsync_push, to_shell
 
 if TYPE_CHECKING:
@@ -38,8 +39,26 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
         "slices": slices,
         "hosts": host_docs,
         "after": _after(job, the_plan),
+        "images": planned_images(job, tuple(s.platform for s in the_plan.slices)),
         "notes": list(the_plan.notes),
     }
+
+
+def planned_images(job: Job, platforms: tuple[Platform, ...] = ()) -> list[dict[str, Any]]:
+    """The server images a run would make: name, platform, tags and base (nothing resolved)."""
+    if job.images is None or not job.package or job.profile.layout is not Layout.KUBERNETES:
+        return []
+    specs = image_specs(job.images, job.version.version, job.platforms or platforms)
+    return [
+        {
+            "name": s.name,
+            "platform": str(s.platform),
+            "tags": list(s.tags),
+            "base": s.base,
+            "base_from": s.base_from,
+        }
+        for s in specs
+    ]
 
 
 def _after(job: Job, the_plan: Plan) -> list[str]:
@@ -113,6 +132,7 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
             {"name": name, "path": str(Path(job.output, "release-tars", name)), "sha256": digest}
             for name, digest in result.tarballs
         ],
+        "images": [describe(b, job.output / RELEASE_IMAGES) for b in result.images],
         "package_error": result.package_error,
         "tests": _tests_doc(result),
         "notes": result.notes,

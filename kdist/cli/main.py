@@ -105,8 +105,9 @@ def _release_options(p: argparse.ArgumentParser, *, quick: bool) -> None:
     p.add_argument("--host", metavar="NAME", help="build every platform on this host")
     p.add_argument(
         "--images",
-        action="store_true",
-        help="also build the server images when docker can (else say why not)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="server images in the server tarballs (default: on for Kubernetes)",
     )
     p.set_defaults(quick=quick, skip_tests=quick)
     if not quick:

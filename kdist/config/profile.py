@@ -16,7 +16,15 @@ from kdist.model import Layout, Platform, Profile
 
 PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
-    "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package"
+    "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
+    "images",
+)  # fmt: skip
+# Server image settings a kubernetes profile may give (the environment overrides them).
+IMAGE_KEYS = (
+    "KUBE_GORUNNER_IMAGE", "KUBE_PROXY_BASE_IMAGE", "KUBE_APISERVER_BASE_IMAGE",
+    "KUBE_CONTROLLER_MANAGER_BASE_IMAGE", "KUBE_SCHEDULER_BASE_IMAGE", "KUBECTL_BASE_IMAGE",
+    "KUBE_PROXY_WINDOWS_BASE_IMAGE", "KUBE_DOCKER_REGISTRY", "KUBE_DOCKER_IMAGE_TAG",
+    "KUBE_BUILD_WINDOWS",
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _FIELDS = frozenset({"platform", "os", "arch", "version"})
@@ -79,7 +87,21 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         test=_template(doc, "test", top, base),
         package=_template(doc, "package", top, None),
         source=source,
+        images=_images(doc, top, layout),
     )
+
+
+def _images(doc: Mapping[str, Any], top: v.Where, layout: Layout) -> dict[str, str]:
+    if "images" not in doc:
+        return {}
+    at = top / "images"
+    if layout is not Layout.KUBERNETES:
+        raise at.fail("is for the kubernetes layout (server images)")
+    found = v.env_mapping(doc["images"], at)
+    for key in found:
+        if key not in IMAGE_KEYS:
+            raise (at / key).fail(f"is not an image setting (one of: {', '.join(IMAGE_KEYS)})")
+    return found
 
 
 def _layout(value: Any, at: v.Where) -> Layout:  # noqa: ANN401

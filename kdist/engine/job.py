@@ -17,6 +17,7 @@ from kdist.model import (
     SliceResult,
     VersionInfo,
 )
+from kdist.packaging.images import BuiltImage, ImageSettings
 from kdist.stages.build import Deadlines
 
 
@@ -41,7 +42,7 @@ class Job:
     lock_wait: float = 30.0
     attempts: int = 3  # per slice: infrastructure failures move it to another host
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
-    images: bool = False  # release --images: server images (see kdist.packaging.images)
+    images: ImageSettings | None = None  # server images to make (None: --no-images)
     backoff: float = 1.0  # seconds before the first retry; doubles each time
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
@@ -93,6 +94,7 @@ class RunResult:
     package_error: str = ""
     tests: CommandResult | None = None  # the unit test run, when the job asked for one
     test_error: str = ""
+    images: list[BuiltImage] = field(default_factory=list)  # server images, when made
 
     @property
     def ok(self) -> bool:

@@ -176,6 +176,7 @@ class Memo:
     def __init__(self, journal: Journal | None, tree: str) -> None:
         self.journal = journal
         self.tree = tree
+        self.images: list[list[str]] = []  # the release's images and their bases' digests
         self._reusable: dict[str, tuple[Artifact, ...] | None] = {}
 
     @classmethod
@@ -230,6 +231,7 @@ class Memo:
             "platforms": [str(p) for p in job.platforms],
             "tested": job.run_tests and bool(job.profile.test),
             "binaries": sorted((p, a.path, a.sha256) for p, arts in artifacts for a in arts),
+            "images": self.images,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

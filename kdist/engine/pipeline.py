@@ -44,9 +44,12 @@ from kdist.model import (
     SliceResult,
     Status,
 )
+from kdist.packaging import registry
+from kdist.packaging.images import ImagePlan, image_specs, preflight
 from kdist.stages import sync
 from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.stages.collect import collect_slice
+from kdist.stages.container import save_image
 from kdist.stages.publish import Packager
 from kdist.stages.tests import run_tests
 from kdist.transport import Transport
@@ -78,6 +81,7 @@ async def execute(
     hosts: Sequence[Host],
     conns: Connections,
     reporter: Reporter,
+    images: ImagePlan | None = None,
 ) -> RunResult:
     """Run every slice of the plan; package as platforms arrive; publish when all are done."""
     the_plan = prepared.plan
@@ -86,10 +90,11 @@ async def execute(
     for note in the_plan.notes:
         reporter.emit(Note(note))
     memo = await Memo.open(job)
+    memo.images = images.identity() if images is not None else []
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:
         reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
-    packager = Packager(job) if job.package and published is None else None
+    packager = Packager(job, images) if job.package and published is None else None
     if packager is not None:
         packager.start()
     run_id = secrets.token_hex(4)
@@ -300,14 +305,33 @@ def _log_sink(log: TextIO, slc: Slice, reporter: Reporter) -> Callable[[str], No
     return sink
 
 
+async def plan_images(job: Job) -> ImagePlan | None:
+    """The release's server images with every base image found, or None when none are made.
+
+    Runs before anything connects or builds, so a missing base image costs nothing.
+    """
+    if job.images is None or not job.package or job.profile.layout is not Layout.KUBERNETES:
+        return None
+    specs = image_specs(job.images, job.version.version, job.platforms)
+    if not specs:
+        return None
+    cache = job.output / ".kdist" / "images"
+    cache.mkdir(parents=True, exist_ok=True)
+    found = await asyncio.to_thread(
+        preflight, specs, cache, docker_save=save_image, registry_pull=registry.pull
+    )
+    return ImagePlan(specs, found)
+
+
 async def run(
     job: Job, hosts: Sequence[Host], factory: TransportFactory, reporter: Reporter
 ) -> RunResult:
     """Plan and run a job end to end; connections are closed whatever happens."""
     conns = Connections(factory)
     try:
+        image_plan = await plan_images(job)  # a missing base image fails before any build
         prepared = await prepare(job, hosts, conns, reporter)
-        return await execute(job, prepared, hosts, conns, reporter)
+        return await execute(job, prepared, hosts, conns, reporter, image_plan)
     finally:
         with contextlib.suppress(Exception):
             await conns.close()

@@ -29,11 +29,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kdist.config import kubernetes as k8s
+from kdist.config.profile import IMAGE_KEYS
 from kdist.errors import ConfigError, PackageError
 from kdist.model import Platform
 from kdist.packaging import bases, oci
 from kdist.packaging.archive import ArchiveEntry, EntryKind
 
+RELEASE_IMAGES = "release-images"  # OUTPUT/release-images/<arch>/<bin>.tar, as upstream
 REGISTRY = "registry.k8s.io"
 BASE_IMAGE_REGISTRY = "registry.k8s.io/build-image"
 GORUNNER = "KUBE_GORUNNER_IMAGE"
@@ -54,14 +56,7 @@ DEFAULTS = {
         "mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:v1.0.0"
     ),
 }
-SETTINGS = (
-    GORUNNER,
-    *BASE_VARIABLES.values(),
-    WINDOWS_PROXY_BASE,
-    "KUBE_DOCKER_REGISTRY",
-    "KUBE_DOCKER_IMAGE_TAG",
-    "KUBE_BUILD_WINDOWS",
-)
+SETTINGS = IMAGE_KEYS  # what the environment or a profile's `images:` may set
 WINDOWS = Platform("windows", "amd64")
 WINDOWS_PATH = r"C:\Windows\system32;C:\Windows;C:\WINDOWS\System32\WindowsPowerShell\v1.0\;"
 
@@ -390,3 +385,76 @@ def _normal(path: PurePosixPath) -> PurePosixPath:
         elif part != ".":
             out.append(part)
     return PurePosixPath("/", *out)
+
+
+# ---------------------------------------------------------------------------------------------
+# A release's images: planned and with bases found before any build, built per platform
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """The images of one release and their resolved base images."""
+
+    specs: tuple[ImageSpec, ...]
+    base_images: Mapping[BaseKey, bases.BaseImage]
+
+    def for_platform(self, platform: Platform) -> tuple[ImageSpec, ...]:
+        """The images made from `platform`'s binaries."""
+        return tuple(s for s in self.specs if s.platform == platform)
+
+    def base_of(self, spec: ImageSpec) -> bases.BaseImage:
+        """The resolved base image of `spec`."""
+        return self.base_images[(spec.base, spec.platform)]
+
+    def identity(self) -> list[list[str]]:
+        """What the images depend on besides the binaries (for the journal's release key)."""
+        return [
+            [s.name, str(s.platform), s.base, self.base_of(s).digest, *s.tags] for s in self.specs
+        ]
+
+
+def build_platform(
+    plan: ImagePlan, platform: Platform, bin_dir: Path, images_dir: Path, mtime: int
+) -> list[BuiltImage]:
+    """Build `platform`'s images into images_dir/<arch>/ (upstream's release-images layout)."""
+    specs = plan.for_platform(platform)
+    if not specs:
+        return []
+    dest = images_dir / platform.arch
+    dest.mkdir(parents=True, exist_ok=True)
+    work = images_dir / f".work-{platform.dashed}"
+    built = []
+    try:
+        for spec in specs:
+            binary = bin_dir / spec.binary
+            if not binary.is_file() or binary.is_symlink():
+                msg = f"{platform}: {binary} is missing; the {spec.name} image needs it"
+                raise PackageError(msg)
+            built.append(
+                build_image(spec, plan.base_of(spec), binary, dest / spec.archive, work, mtime)
+            )
+    finally:
+        if work.is_dir():
+            for leftover in work.iterdir():
+                leftover.unlink()
+            work.rmdir()
+    return built
+
+
+def describe(built: BuiltImage, output: Path) -> dict[str, Any]:
+    """One image in the run's JSON document."""
+    spec = built.spec
+    return {
+        "name": spec.name,
+        "platform": str(spec.platform),
+        "tags": list(spec.tags),
+        "docker_tag": spec.docker_tag,
+        "base": spec.base,
+        "base_from": spec.base_from,
+        "base_digest": built.base_digest,
+        "digest": built.image_id,
+        "manifest_digest": built.manifest_digest,
+        "archive": str(output / spec.platform.arch / spec.archive),
+        "sha256": built.sha256.split(":", 1)[1],
+        "size": built.size,
+    }

@@ -5,8 +5,9 @@ Kubernetes layout: `kube::release::package_tarballs` of k/k `build/lib/release.s
 `tar czf` by :mod:`kdist.packaging.archive`, so every tarball is byte-reproducible. Differences
 from upstream, all deliberate:
 
-* Server images (`<bin>.tar`, `<bin>.docker_tag`) are not built or included (`--images`
-  will add them).
+* Server images (`<bin>.tar`, `<bin>.docker_tag`) are written by
+  :mod:`kdist.packaging.images` (no `docker buildx`) before the server tarball that holds
+  them; with images off (`--no-images`) the server tarballs hold the binaries only.
 * Entry order, mtimes, owners and modes are normalised (see :mod:`kdist.packaging.archive`);
   binaries are always stored 0755.
 * Every directory is stored explicitly, parents first (upstream's dirty src tarball has no
@@ -50,6 +51,7 @@ from kdist.packaging.archive import (
     write_gzip,
     write_tarball,
 )
+from kdist.packaging.images import ImagePlan
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class PackageSpec:
     bin_dir: Path  # binaries are at bin_dir/<os>/<arch>/<file>
     platforms: tuple[Platform, ...]  # the platforms of this release (KUBE_BUILD_PLATFORMS)
     version: VersionInfo  # .version goes in kubernetes/version; .source_date_epoch is the mtime
+    images: ImagePlan | None = None  # server images, read from images_dir/<arch>/<bin>.tar
+    images_dir: Path | None = None
     jobs: int = 0  # compression threads per tarball; 0 = os.cpu_count()
     compressor: Compressor = (
         "zlib"  # see kdist.packaging.archive; "zlib" is the same bytes everywhere
@@ -398,8 +402,25 @@ def _kubernetes_platform(spec: PackageSpec, platform: Platform, dest: Path) -> l
             entries.append(ArchiveEntry.file(f"{TOP}/{SRC_TARBALL}", src, 0o644))
         if kind == "server":
             entries.append(ArchiveEntry.directory(f"{TOP}/addons"))
+            entries += _image_entries(spec, platform, f"{TOP}/{inner}")
         written.append(_write(spec, dest / f"kubernetes-{kind}-{platform.dashed}.tar.gz", entries))
     return written
+
+
+def _image_entries(spec: PackageSpec, platform: Platform, inner: str) -> list[ArchiveEntry]:
+    """`<bin>.tar` and `<bin>.docker_tag` of each server image, already built in images_dir."""
+    if spec.images is None or spec.images_dir is None:
+        return []
+    entries = []
+    for image in spec.images.for_platform(platform):
+        archive = spec.images_dir / platform.arch / image.archive
+        if not archive.is_file():
+            msg = f"{platform}: image {archive} is missing; build the images first"
+            raise PackageError(msg)
+        entries.append(ArchiveEntry.file(f"{inner}/{image.archive}", archive, 0o644))
+        tag = f"{image.docker_tag}\n".encode()
+        entries.append(ArchiveEntry.data(f"{inner}/{image.tag_file}", tag))
+    return entries
 
 
 def _generic_platform(spec: PackageSpec, platform: Platform, dest: Path) -> Path:

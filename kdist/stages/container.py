@@ -241,6 +241,26 @@ def head_image(client: docker.DockerClient | None, name: str) -> HeadImage | Non
     return HeadImage(name, attrs["Id"], platform)
 
 
+def save_image(name: str) -> Iterator[bytes]:
+    """`docker save NAME` from the head node's daemon ($DOCKER_HOST), as a stream of chunks.
+
+    A server image's base may be a local image (kdist.packaging.bases). Raises LookupError
+    saying why when no daemon answers or it has no image of that name.
+    """
+    where = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    try:
+        client = docker.from_env(version="auto", timeout=int(API_TIMEOUT))
+        client.images.get(name)
+        chunks: Iterator[bytes] = client.api.get_image(name, chunk_size=SEND_CHUNK)
+    except docker.errors.ImageNotFound:
+        msg = f"the daemon at {where} has no image {name}"
+        raise LookupError(msg) from None
+    except _FAILURES as exc:
+        msg = f"no Docker daemon answers at {where}: {_why(exc)}"
+        raise LookupError(msg) from exc
+    return chunks
+
+
 def _frames(sock: Any) -> Iterator[bytes]:  # noqa: ANN401 - the SDK's raw socket
     for _stream, data in frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
         yield data

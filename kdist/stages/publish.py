@@ -1,8 +1,10 @@
-"""Packaging during the run, and the all-or-nothing publish of release-tars/.
+"""Packaging during the run, and the all-or-nothing publish of release-tars/ and release-images/.
 
 Tarballs are written into a hidden staging folder while slices still build (a platform is
-packed as soon as its binaries are back); only a complete, checksummed set is renamed into
-OUTPUT/release-tars, so a failed release never replaces the previous one with a partial set.
+packed as soon as its binaries are back; its server images first, since its server tarball
+holds them); only a complete, checksummed set is renamed into OUTPUT/release-tars (and the
+images into OUTPUT/release-images/<arch>/), so a failed release never replaces the previous
+one with a partial set.
 A profile with a `package` command delegates to the repository's own packaging instead.
 """
 
@@ -13,12 +15,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdist.config.version import version_defs
 from kdist.errors import ConfigError, PackageError
 from kdist.model import Platform
+from kdist.packaging.images import RELEASE_IMAGES, BuiltImage, ImagePlan, build_platform
 from kdist.packaging.tarballs import (
     PackageSpec,
     common_tarballs,
@@ -35,8 +39,12 @@ if TYPE_CHECKING:
 RELEASE_DIR = "release-tars"
 
 
-def package_spec(job: Job, platforms: tuple[Platform, ...] | None = None) -> PackageSpec:
-    """The packaging input of a job."""
+def package_spec(
+    job: Job,
+    platforms: tuple[Platform, ...] | None = None,
+    images: tuple[ImagePlan | None, Path | None] = (None, None),
+) -> PackageSpec:
+    """The packaging input of a job (with the image plan and where its images are built)."""
     return PackageSpec(
         layout=job.profile.layout,
         name=job.profile.name,
@@ -44,25 +52,32 @@ def package_spec(job: Job, platforms: tuple[Platform, ...] | None = None) -> Pac
         bin_dir=job.binaries,
         platforms=platforms or job.platforms,
         version=job.version,
+        images=images[0],
+        images_dir=images[1],
     )
 
 
 class Packager:
     """Packs platforms as they arrive and publishes the set when the run ends."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, images: ImagePlan | None = None) -> None:
         self.job = job
+        self.images = images
         self.spec = package_spec(job)
         self.delegated = bool(job.profile.package)
         self.staging: Path | None = None
+        self.built: list[BuiltImage] = []
         self._common: asyncio.Task[list[Path]] | None = None
 
     def start(self) -> None:
-        """Create the staging folder and start the platform-independent tarballs."""
+        """Create the staging folders and start the platform-independent tarballs."""
         self.job.output.mkdir(parents=True, exist_ok=True)
         if self.delegated:
             return
         self.staging = Path(tempfile.mkdtemp(prefix=f".{RELEASE_DIR}-", dir=self.job.output))
+        if self.images is not None:
+            images_dir = self.staging / f".{RELEASE_IMAGES}"
+            self.spec = package_spec(self.job, images=(self.images, images_dir))
         self._common = asyncio.create_task(
             asyncio.to_thread(common_tarballs, self.spec, self.staging)
         )
@@ -80,6 +95,7 @@ class Packager:
             return
         assert self.staging is not None and self._common is not None
         await asyncio.shield(self._common)
+        self.built += await asyncio.to_thread(build_images, self.spec, platform)
         await asyncio.to_thread(platform_tarballs, self.spec, platform, self.staging)
 
     async def finish(self, outcome: RunResult) -> None:
@@ -95,6 +111,7 @@ class Packager:
                 outcome.tarballs = await asyncio.to_thread(
                     finalize, self.spec, self.staging, self.job.output
                 )
+                outcome.images = sorted(self.built, key=_image_order(self.images))
         except (PackageError, ConfigError, OSError) as exc:
             outcome.package_error = str(exc)
         finally:
@@ -102,8 +119,26 @@ class Packager:
                 shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def build_images(spec: PackageSpec, platform: Platform) -> list[BuiltImage]:
+    """Build `platform`'s server images into the staging images folder (none when off)."""
+    if spec.images is None or spec.images_dir is None:
+        return []
+    bin_dir = spec.bin_dir / platform.os / platform.arch
+    mtime = spec.version.source_date_epoch
+    return build_platform(spec.images, platform, bin_dir, spec.images_dir, mtime)
+
+
+def _image_order(plan: ImagePlan | None) -> Callable[[BuiltImage], int]:
+    order = {spec: n for n, spec in enumerate(plan.specs)} if plan is not None else {}
+    return lambda built: order.get(built.spec, 0)
+
+
 def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, str]]:
-    """Check the set is complete, write checksums and swap it into OUTPUT/release-tars."""
+    """Check the set is complete, write checksums, swap it into OUTPUT/release-tars.
+
+    The images staged in `staging/.release-images` go to OUTPUT/release-images first, so a
+    published release-tars never refers to images that are not there.
+    """
     names = expected_tarballs(spec)
     missing = [n for n in names if not (staging / n).is_file()]
     if missing:
@@ -111,21 +146,30 @@ def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, 
         raise PackageError(msg)
     write_checksums(staging)
     tarballs = [(n, sha256_file(staging / n)) for n in sorted(names)]
+    if spec.images is not None and spec.images_dir is not None:
+        spec.images_dir.mkdir(exist_ok=True)  # a release without server platforms has none
+        spec.images_dir.chmod(0o755)
+        _swap_into_place(spec.images_dir, output / RELEASE_IMAGES)
     staging.chmod(0o755)
     _swap_into_place(staging, output / RELEASE_DIR)
     return tarballs
 
 
-def package_now(job: Job, platforms: tuple[Platform, ...]) -> list[tuple[str, str]]:
-    """Pack binaries already in the output (`kdist package`), all or nothing."""
-    spec = package_spec(job, platforms)
+def package_now(
+    job: Job, platforms: tuple[Platform, ...], images: ImagePlan | None = None
+) -> tuple[list[tuple[str, str]], list[BuiltImage]]:
+    """Pack binaries already in the output (`kdist package`), images included, all or nothing."""
     job.output.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{RELEASE_DIR}-", dir=job.output))
+    images_dir = staging / f".{RELEASE_IMAGES}" if images is not None else None
+    spec = package_spec(job, platforms, (images, images_dir))
+    built: list[BuiltImage] = []
     try:
         common_tarballs(spec, staging)
         for platform in platforms:
+            built += build_images(spec, platform)
             platform_tarballs(spec, platform, staging)
-        return finalize(spec, staging, job.output)
+        return finalize(spec, staging, job.output), sorted(built, key=_image_order(images))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
