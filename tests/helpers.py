@@ -34,6 +34,7 @@ def kdist(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 900,
+    umask: int = -1,
 ) -> Ran:
     """Run the kdist CLI in a subprocess, exactly as a user would."""
     done = subprocess.run(
@@ -43,6 +44,7 @@ def kdist(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        umask=umask,
     )
     return Ran(done.returncode, done.stdout, done.stderr)
 
@@ -81,6 +83,7 @@ def release(
     platforms: str | None = None,
     skip_tests: bool = True,
     json: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Ran:
     """`kdist release` of `source`, with the options most tests share spelled as keywords."""
     args: list[str | Path] = ["release", "--source", source]
@@ -94,4 +97,4 @@ def release(
         args.append("--skip-tests")
     if json:
         args.append("--json")
-    return kdist(*args, *extra)
+    return kdist(*args, *extra, env=env)

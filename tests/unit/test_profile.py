@@ -345,3 +345,16 @@ def test_generic_profile_without_optional_commands_has_empty_ones() -> None:
     assert profile.build_what == ()
     assert profile.test == ()
     assert profile.build == ("go", "build", "./...")
+
+
+def test_kubernetes_profile_names_image_settings() -> None:
+    """`images:` carries the base image variables; unknown keys and generic layouts are refused."""
+    doc = "layout: kubernetes\nimages:\n  KUBE_GORUNNER_IMAGE: scratch\n  KUBE_BUILD_WINDOWS: y\n"
+    got = parse_profile(load_yaml_text(doc, "kdist.yaml", ProfileError), "kdist.yaml")
+    assert got.images == {"KUBE_GORUNNER_IMAGE": "scratch", "KUBE_BUILD_WINDOWS": "y"}
+    bad = "layout: kubernetes\nimages:\n  KUBE_GORUNER_IMAGE: scratch\n"
+    with pytest.raises(ProfileError, match=r"images\.KUBE_GORUNER_IMAGE: is not an image setting"):
+        parse_profile(load_yaml_text(bad, "kdist.yaml", ProfileError), "kdist.yaml")
+    generic = "name: x\nbuild: make\nartifacts: out\nplatforms: [linux/amd64]\nimages: {}\n"
+    with pytest.raises(ProfileError, match="images: is for the kubernetes layout"):
+        parse_profile(load_yaml_text(generic, "kdist.yaml", ProfileError), "kdist.yaml")
