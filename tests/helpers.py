@@ -13,6 +13,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+# What the bundled example's kdist.yaml says: server images on an empty base (no registry here).
+SCRATCH_IMAGES = "images: {KUBE_GORUNNER_IMAGE: scratch, KUBE_PROXY_BASE_IMAGE: scratch}\n"
 
 
 @dataclass

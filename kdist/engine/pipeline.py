@@ -312,6 +312,8 @@ async def plan_images(job: Job) -> ImagePlan | None:
     """
     if job.images is None or not job.package or job.profile.layout is not Layout.KUBERNETES:
         return None
+    if job.profile.package:  # the repository's own packaging makes its images
+        return None
     specs = image_specs(job.images, job.version.version, job.platforms)
     if not specs:
         return None

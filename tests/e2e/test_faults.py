@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kdist.testing.devfarm import DEFAULT_PORT, Farm
-from tests.helpers import kdist, make_project, release
+from tests.helpers import SCRATCH_IMAGES, kdist, make_project, release
 
 pytestmark = pytest.mark.e2e
 
@@ -250,6 +250,7 @@ def _hostile_profile(tmp_path: Path, action: str) -> Path:
     profile.write_text(
         "layout: kubernetes\n"
         f"build: sh -c 'make cross KUBE_BUILD_PLATFORMS=$0 && cd _output/local/bin/$0 && {action}' {{platform}}\n"
+        + SCRATCH_IMAGES
     )
     return profile
 
@@ -347,6 +348,7 @@ def _hang_profile(tmp_path: Path, marker: str, trap_term: bool = False) -> Path:
     profile.write_text(
         "layout: kubernetes\n"
         f"build: sh -c '{trap}echo started {marker}; sleep 600; echo {marker}' {{platform}}\n"
+        + SCRATCH_IMAGES
     )
     return profile
 
