@@ -157,7 +157,9 @@ def test_release_runs_unit_tests_once_before_packaging(
 def test_failing_unit_tests_block_the_publish(farm: Farm, k8s_source: Path, tmp_path: Path) -> None:
     """When the unit tests fail the release exits 1 and publishes nothing."""
     profile = tmp_path / "profile.yaml"
-    profile.write_text('layout: kubernetes\ntest: sh -c "echo a test failed; exit 3"\n' + SCRATCH_IMAGES)
+    profile.write_text(
+        'layout: kubernetes\ntest: sh -c "echo a test failed; exit 3"\n' + SCRATCH_IMAGES
+    )
     ran = release(
         k8s_source,
         "--profile",

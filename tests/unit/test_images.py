@@ -395,7 +395,8 @@ def test_docker_archive_picks_the_platform_and_checks_layers(tmp_path: Path) -> 
     named = bases.resolve(f"docker-archive:{archive}:b:amd", AMD64, tmp_path / "cache")
     assert named.layers[0].path.read_bytes() == amd
     with pytest.raises(
-        bases.BaseImageError, match=r"no linux/s390x variant .* \(it has: linux/amd64, linux/arm64\)"
+        bases.BaseImageError,
+        match=r"no linux/s390x variant .* \(it has: linux/amd64, linux/arm64\)",
     ):
         bases.resolve(f"docker-archive:{archive}", Platform("linux", "s390x"), tmp_path / "cache")
 
