@@ -13,6 +13,13 @@ NO_WORKDIR = 97
 # lock and attempt markers (deleting them under a running build would break the lock).
 SYNC_EXCLUDES = ("/_output/", "/.git/", "/.kdist/")
 
+# Removed from every remote command's environment. sshd sets SSH_CLIENT and SSH_CONNECTION, and
+# a login bash that execs our command hands it SHLVL=0: Debian's bash then takes any bash the
+# build starts (make's SHELL, scripts) for one run by sshd and reads /etc/bash.bashrc and
+# ~/.bashrc, under the build's `set -o nounset` too. BASH_ENV and ENV name files a
+# non-interactive bash or sh would read. Without them a build sees only what kdist hands it.
+SCRUBBED_ENV = ("BASH_ENV", "ENV", "SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
+
 # `sh -c SOCKET_SCRIPT kdist-socket PATH`: can the SSH user use the docker socket at PATH?
 SOCKET_SCRIPT = (
     'if [ ! -e "$1" ]; then echo missing; elif [ ! -S "$1" ]; then echo not-a-socket; '
@@ -25,7 +32,7 @@ OWNER_SCRIPT = 'stat -c %u:%g -- "$1" 2>/dev/null || stat -f %u:%g -- "$1"'
 
 def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
     """Wrap argv so it runs in `cwd` with `env` added, as one argv for `sh -c` on the host."""
-    script = 'exec env -- "$@"'
+    script = f'unset {" ".join(SCRUBBED_ENV)}; exec env -- "$@"'
     if cwd is not None:
         script = (
             f'cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -56,7 +57,47 @@ def test_in_dir_argv_shape_with_cwd() -> None:
 def test_in_dir_argv_shape_without_cwd() -> None:
     """Without a cwd there is no `cd` and no directory argument."""
     argv = in_dir(["true"], None, {"X": "1"})
-    assert argv == ["sh", "-c", 'exec env -- "$@"', "kdist", "X=1", "true"]
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[2].endswith('exec env -- "$@"')
+    assert argv[3:] == ["kdist", "X=1", "true"]
+
+
+def test_in_dir_hides_the_ssh_session_from_the_build(tmp_path: Path) -> None:
+    """SSH_CLIENT, SSH_CONNECTION, BASH_ENV and ENV never reach the command; PATH does."""
+    script = 'printf "%s|%s|%s|%s|%s" "${SSH_CLIENT-}" "${SSH_CONNECTION-}" "${BASH_ENV-}" "${ENV-}" "${PATH:+path}"'
+    done = subprocess.run(
+        ["sh", "-c", to_shell(in_dir(["sh", "-c", script], str(tmp_path), {}))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "SSH_CLIENT": "10.0.0.1 5 22",
+            "SSH_CONNECTION": "x",
+            "BASH_ENV": "/b",
+            "ENV": "/e",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "||||path"
+
+
+@pytest.mark.skipif(
+    not Path("/etc/bash.bashrc").is_file() or not shutil.which("bash"),
+    reason="needs bash and a Debian-style /etc/bash.bashrc",
+)
+def test_a_nounset_bash_in_the_build_reads_no_startup_file(tmp_path: Path) -> None:
+    """A login bash that execs the wrapper as sshd would leaves `bash -o nounset` quiet."""
+    command = to_shell(in_dir(["bash", "-o", "nounset", "-c", "echo built"], str(tmp_path), {}))
+    done = subprocess.run(
+        ["bash", "--norc", "-c", command],  # the login shell: its own rc files are not ours
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"], "SSH_CLIENT": "10.0.0.1 5 22", "SHLVL": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("built\n", "")
 
 
 def test_in_dir_refuses_an_assignment_as_command() -> None:
