@@ -156,6 +156,17 @@ class VersionInfo:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How long a run waits and how often it retries; the one place these defaults live."""
+
+    idle_timeout: float | None = 900.0  # stop a build silent this long (None: never)
+    slice_timeout: float | None = None  # stop a build running this long (None: never)
+    lock_wait: float = 30.0  # wait this long for another run's lock on a host's workdir
+    attempts: int = 3  # hosts tried per slice when hosts fail
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+
+
+@dataclass(frozen=True)
 class Slice:
     """One platform's share of the build, planned onto one host."""
 

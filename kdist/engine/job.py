@@ -11,6 +11,7 @@ from kdist.engine import plan
 from kdist.model import (
     CommandResult,
     Layout,
+    Limits,
     Plan,
     Platform,
     Profile,
@@ -37,13 +38,9 @@ class Job:
     package: bool = True  # release: make tarballs; build: binaries only
     in_tree: bool = False  # build: binaries land where the profile's build puts them locally
     run_tests: bool = False  # release: the profile's unit tests gate the publish
-    slice_timeout: float | None = None
-    idle_timeout: float | None = 900.0
-    lock_wait: float = 30.0
-    attempts: int = 3  # per slice: infrastructure failures move it to another host
+    limits: Limits = field(default_factory=Limits)  # deadlines, lock wait, attempts per slice
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
     images: ImageSettings | None = None  # server images to make (None: --no-images)
-    backoff: float = 1.0  # seconds before the first retry; doubles each time
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
         """The binaries a slice must bring back (None: whatever the build made)."""
@@ -54,7 +51,7 @@ class Job:
     @property
     def deadlines(self) -> Deadlines:
         """The build deadlines of this job."""
-        return Deadlines(idle=self.idle_timeout, total=self.slice_timeout)
+        return Deadlines(idle=self.limits.idle_timeout, total=self.limits.slice_timeout)
 
     @property
     def binaries(self) -> Path:

@@ -169,7 +169,8 @@ async def _setup_host(job: Job, session: HostSession, run_id: str) -> None:
     """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
     workdir = plan.tree_workdir(session.host, job.request())
     if not session.host.local:
-        session.lock = await sync.take_lock(session.transport, workdir, run_id, job.lock_wait)
+        wait = job.limits.lock_wait
+        session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
     await sync.sync_tree(session.transport, job.source, workdir)
     version = await session.transport.run(["go", "version"], env=session.env)
     session.toolchain = version.stdout.strip() if version.ok else "go: not found"
@@ -198,7 +199,7 @@ async def _slice_task(
     memo.forget(slc)
     while True:
         result = await _attempt(job, current, sched, reporter, f"{run_id}-{slc.key}-{attempt}")
-        if result.ok or result.status is not Status.INFRA or attempt >= job.attempts:
+        if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
             break
         sched.exclude(current.host, result.error.splitlines()[0] if result.error else "failed")
         moved = sched.reassign(current)
@@ -208,7 +209,7 @@ async def _slice_task(
         reporter.emit(
             Note(f"{slc.platform}: retrying on {moved.host} (attempt {attempt + 1}): {why}")
         )
-        await asyncio.sleep(min(job.backoff * 2 ** (attempt - 1), 30.0))
+        await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
         current, attempt = moved, attempt + 1
     if result.ok:
         memo.remember(job, slc, result, sched.toolchain(result.slice.host))

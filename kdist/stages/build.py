@@ -53,8 +53,8 @@ def host_fault(code: int, tail: str) -> str:
 class Deadlines:
     """How long a build may stay silent, and how long it may take in all (None: no limit)."""
 
-    idle: float | None = 900.0
-    total: float | None = None
+    idle: float | None
+    total: float | None
     grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
 
 
@@ -92,10 +92,9 @@ async def build_slice(
     env: Mapping[str, str],
     sink: LineSink,
     attempt: str,
-    deadlines: Deadlines | None = None,
+    deadlines: Deadlines,
 ) -> CommandResult:
     """Clear the slice's old artifacts, then run its build; the result carries the exit code."""
-    deadlines = deadlines or Deadlines()
     cleared = await transport.run(remove(slc.artifacts))
     if not cleared.ok:
         msg = f"{slc.host}: cannot clear {slc.artifacts}: {cleared.tail(3)}"

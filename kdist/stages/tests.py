@@ -27,7 +27,7 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
                 cwd=plan.tree_workdir(session.host, job.request()),
                 env=session.env,
                 sink=lambda line: print(line, file=log),
-                timeout=job.slice_timeout,
+                timeout=job.limits.slice_timeout,
             )
         except KdistError as exc:
             outcome.test_error = f"{name}: unit tests could not run: {exc}"

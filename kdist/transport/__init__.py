@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -84,14 +85,19 @@ class OutputCollector:
 
 
 def open_transport(
-    host: Host, connect_timeout: float = 10.0, *, accept_new_host_keys: bool = False
+    host: Host, connect_timeout: float | None = None, *, accept_new_host_keys: bool = False
 ) -> Transport:
-    """The transport for `host`: local for the head node, SSH otherwise."""
+    """The transport for `host`: local for the head node, SSH otherwise.
+
+    `connect_timeout` None keeps the SSH transport's own default.
+    """
     if host.local:
         from kdist.transport.local import LocalTransport
 
         return LocalTransport(host)
     from kdist.transport.ssh import SshOptions, SshTransport
 
-    options = SshOptions(connect_timeout=connect_timeout, accept_new_host_keys=accept_new_host_keys)
+    options = SshOptions(accept_new_host_keys=accept_new_host_keys)
+    if connect_timeout is not None:
+        options = dataclasses.replace(options, connect_timeout=connect_timeout)
     return SshTransport(host, options)
