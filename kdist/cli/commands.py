@@ -26,7 +26,7 @@ from kdist.cli.options import (
 )
 from kdist.cli.report import make_reporter, print_table
 from kdist.config.inventory import HOSTS_ENV, load_inventory
-from kdist.config.profile import choose_profile
+from kdist.config.profile import build_template, choose_profile
 from kdist.config.version import compute_version
 from kdist.engine import check, pipeline
 from kdist.engine.job import Job
@@ -87,6 +87,7 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         limits=run.limits,
     )
     if isinstance(opts, BuildOptions):
+        build_template(profile, opts.what)  # a profile that cannot build a subset says so now
         # `kdist build` without --platform builds for the building host's own platform.
         return replace(job, what=opts.what, package=False, in_tree=True), inventory.hosts
     release = replace(

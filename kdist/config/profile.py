@@ -28,6 +28,9 @@ IMAGE_KEYS = (
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _FIELDS = frozenset({"platform", "os", "arch", "version"})
+WHAT = "{what}"  # in build_what: a word of its own becomes one word per target
+# A WHAT target is a make target or a package path: never an option, never shell syntax.
+_WHAT_WORD = re.compile(r"[A-Za-z0-9_.+@][A-Za-z0-9_.+@/:-]*")
 
 KUBERNETES = Profile(
     name="kubernetes",
@@ -81,7 +84,7 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         layout=layout,
         platforms=_platforms(doc, top, base),
         build=_template(doc, "build", top, base),
-        build_what=_template(doc, "build_what", top, base, extra={"what"}),
+        build_what=_build_what(doc, top, base),
         artifacts=_artifacts(doc, top, base),
         env=v.env_mapping(doc.get("env", {}), top / "env"),
         test=_template(doc, "test", top, base),
@@ -152,6 +155,13 @@ def _template(
     return argv
 
 
+def _build_what(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> tuple[str, ...]:
+    argv = _template(doc, "build_what", top, base, extra={"what"})
+    if argv and not any(WHAT in word for word in argv):
+        raise (top / "build_what").fail(f"must contain {WHAT} (where the targets go)")
+    return argv
+
+
 def _artifacts(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> str:
     if "artifacts" not in doc:
         return base.artifacts if base else ""
@@ -168,6 +178,42 @@ def _artifacts(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> st
 def substitute(template: tuple[str, ...], fields: Mapping[str, str]) -> tuple[str, ...]:
     """Fill `{name}` placeholders word by word; a value never becomes more than one word."""
     return tuple(_PLACEHOLDER.sub(lambda m: fields[m.group(1)], word) for word in template)
+
+
+def build_template(profile: Profile, what: tuple[str, ...]) -> tuple[str, ...]:
+    """The build argv template: `build`, or `build_what` when targets are named.
+
+    A profile without `build_what` cannot build a subset; saying so beats building everything.
+    """
+    if not what:
+        return profile.build
+    bad = [w for w in what if not _WHAT_WORD.fullmatch(w)]
+    if bad:
+        msg = f"WHAT {bad[0]!r}: not a target (letters, digits, and . _ + @ / : -)"
+        raise ProfileError(msg)
+    if not profile.build_what:
+        msg = (
+            f"{profile.source}: build_what: not set, so {profile.name} cannot build only "
+            f"{' '.join(what)}; add e.g. `build_what: make {WHAT} GOOS={{os}} GOARCH={{arch}}`, "
+            "or run kdist build without WHAT"
+        )
+        raise ProfileError(msg)
+    return profile.build_what
+
+
+def substitute_what(
+    template: tuple[str, ...], fields: Mapping[str, str], what: tuple[str, ...]
+) -> tuple[str, ...]:
+    """`substitute` plus `{what}`: a word of its own per target, or joined inside a word."""
+    # `make {what}` gets each target as a word; `WHAT={what}` stays one word, as make wants.
+    joined = {**fields, "what": " ".join(what)}
+    out: list[str] = []
+    for word in template:
+        if word == WHAT:
+            out.extend(what)
+        else:
+            out.extend(substitute((word,), joined))
+    return tuple(out)
 
 
 def fields_for(platform: Platform, version: str) -> dict[str, str]:

@@ -68,8 +68,9 @@ def compute_version(
     if commit is None:
         version = override or FALLBACK_VERSION
         return _info(version, "", "unknown", int(time.time()) if epoch is None else epoch)
-    # Untracked files count as dirty, like `git status --porcelain` in version.sh.
-    dirty = bool(_git(source, "status", "--porcelain"))
+    # Untracked files count as dirty, like `git status --porcelain` in version.sh; but not
+    # SOURCE/_output, kdist's own output folder, which sync never sends to a build.
+    dirty = bool(_git(source, "status", "--porcelain", "--", ".", ":(exclude)_output"))
     if epoch is None:
         epoch = int(_git(source, "show", "-s", "--format=%ct", "HEAD") or 0)
     if override:

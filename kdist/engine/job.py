@@ -59,6 +59,11 @@ class Job:
         sub = "dockerized/bin" if self.profile.layout is Layout.KUBERNETES else "bin"
         return self.output / sub
 
+    @property
+    def artifact_root(self) -> Path:
+        """What artifact paths are relative to: the source for a build, else the output."""
+        return self.source if self.in_tree else self.output
+
     def dest(self, platform: Platform) -> Path:
         """Where one platform's verified binaries land on the head node."""
         if self.in_tree:

@@ -268,7 +268,7 @@ async def _attempt(
                     slc,
                     job.dest(slc.platform),
                     expected,
-                    job.output,
+                    job.artifact_root,
                     attempt_id,
                 )
         except (KdistError, OSError) as exc:

@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kdist.config.profile import fields_for, substitute
+from kdist.config.profile import build_template, fields_for, substitute, substitute_what
 from kdist.errors import PlanError
 from kdist.model import Host, Layout, Plan, Platform, Profile, Slice, VersionInfo
 
@@ -25,7 +25,7 @@ class PlanRequest:
     version: VersionInfo  # decided once on the head node
     pin: str | None = None  # `--host`: every slice on this host
     native_only: bool = False
-    what: tuple[str, ...] = ()  # `kdist build WHAT...`: use the profile's build_what command
+    what: tuple[str, ...] = ()  # `kdist build WHAT...`: the profile's build_what command
 
 
 def tree_workdir(host: Host, req: PlanRequest) -> str:
@@ -88,11 +88,7 @@ def _pinned(hosts: Sequence[Host], name: str) -> list[Host]:
 
 def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Slice:
     fields = fields_for(platform, req.version.version)
-    if req.what:
-        template = req.profile.build_what or req.profile.build
-        fields["what"] = " ".join(req.what)
-    else:
-        template = req.profile.build
+    template = build_template(req.profile, req.what)
     workdir = tree_workdir(host, req)
     artifacts = substitute((req.profile.artifacts,), fields)[0]
     return Slice(
@@ -100,7 +96,7 @@ def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Sli
         host=host.name,
         cross=cross,
         workdir=workdir,
-        argv=substitute(template, fields),
+        argv=substitute_what(template, fields, req.what),
         artifacts=posixpath.join(workdir, artifacts),
     )
 

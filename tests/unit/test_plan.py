@@ -10,7 +10,7 @@ import pytest
 
 from kdist.config.profile import KUBERNETES
 from kdist.engine.plan import VERSION_DEFS, PlanRequest, build_env, make_plan, tree_workdir
-from kdist.errors import PlanError
+from kdist.errors import ExitStatus, PlanError, ProfileError
 from kdist.model import LOCAL_HOST, Host, Layout, Platform, Profile, Slice, VersionInfo
 
 AMD64 = Platform("linux", "amd64")
@@ -218,17 +218,29 @@ def test_what_uses_build_what_with_targets_as_one_word() -> None:
     ]
 
 
-def test_what_falls_back_to_build_when_profile_has_no_build_what() -> None:
-    """A generic profile without build_what runs its normal build for WHAT requests."""
-    plan = make_plan([Host("h", "b")], {}, _req(ARM64, profile=GENERIC, what=("cmd/x",)))
-    assert plan.slices[0].argv == (
-        "make",
-        "binaries",
-        "GOOS=linux",
-        "GOARCH=arm64",
-        "VERSION=v1.31.0",
+def test_what_without_build_what_is_a_profile_error() -> None:
+    """A generic profile without build_what refuses WHAT (exit 2) instead of building all."""
+    with pytest.raises(ProfileError, match="build_what: not set") as caught:
+        make_plan([Host("h", "b")], {}, _req(ARM64, profile=GENERIC, what=("cmd/x",)))
+    assert caught.value.exit_status == ExitStatus.CONFIG_ERROR
+
+
+def test_what_as_a_word_of_its_own_becomes_one_word_per_target() -> None:
+    """`make {what} GOOS={os}` runs `make crictl critest GOOS=linux`."""
+    profile = dataclasses.replace(
+        GENERIC, build_what=("make", "{what}", "GOOS={os}", "GOARCH={arch}")
     )
+    req = _req(ARM64, profile=profile, what=("crictl", "critest"))
+    plan = make_plan([Host("h", "b")], {}, req)
+    assert plan.slices[0].argv == ("make", "crictl", "critest", "GOOS=linux", "GOARCH=arm64")
     assert plan.slices[0].artifacts.endswith("/build/bin/linux/arm64")
+
+
+@pytest.mark.parametrize("word", ["-j99", "--eval=x", "a b", "$(id)", "x;y", ""])
+def test_what_that_is_not_a_target_is_refused(word: str) -> None:
+    """Options, spaces and shell syntax are not targets."""
+    with pytest.raises(ProfileError, match="not a target"):
+        make_plan([Host("h", "b")], {}, _req(ARM64, what=(word,)))
 
 
 def test_generic_argv_substitutes_version_os_and_arch() -> None:

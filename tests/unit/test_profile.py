@@ -31,6 +31,7 @@ name: cri-tools
 layout: generic                # generic | kubernetes
 platforms: [linux/amd64, linux/arm64, linux/s390x]   # default when --platforms is not given
 build: make binaries GOOS={os} GOARCH={arch}         # {platform} {os} {arch} {version} are substituted
+build_what: make {what} GOOS={os} GOARCH={arch}     # kdist build WHAT...: {what} is the targets
 artifacts: build/bin/{os}/{arch}                     # where the binaries are after the build
 env: {CGO_ENABLED: "0"}
 """
@@ -134,7 +135,7 @@ def test_readme_cri_tools_example_parses(tmp_path: Path) -> None:
     assert profile.build == ("make", "binaries", "GOOS={os}", "GOARCH={arch}")
     assert profile.artifacts == "build/bin/{os}/{arch}"
     assert dict(profile.env) == {"CGO_ENABLED": "0"}
-    assert profile.build_what == ()
+    assert profile.build_what == ("make", "{what}", "GOOS={os}", "GOARCH={arch}")
     assert profile.test == ()
     assert profile.source == str(path)
 
@@ -215,6 +216,11 @@ def test_fields_for_names_every_placeholder() -> None:
             "artifacts: bin\n",
             "kdist.yaml: build_what: unknown placeholder {whats} "
             "(allowed: {arch}, {os}, {platform}, {version}, {what})",
+        ),
+        (
+            "name: x\nplatforms: [linux/amd64]\nbuild: make\nbuild_what: make all\n"
+            "artifacts: bin\n",
+            "kdist.yaml: build_what: must contain {what} (where the targets go)",
         ),
         (
             "name: x\nplatforms: [linux/amd64]\nbuild: make {what}\nartifacts: bin\n",

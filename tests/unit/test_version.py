@@ -150,6 +150,15 @@ def test_untracked_file_makes_the_tree_dirty(repo: Path) -> None:
     assert info.minor == "2+"
 
 
+def test_kdist_output_folder_leaves_the_tree_clean(repo: Path) -> None:
+    """SOURCE/_output (kdist's logs and binaries, never synced) does not make the tree dirty."""
+    (repo / "_output" / "logs").mkdir(parents=True)
+    (repo / "_output" / "logs" / "linux-amd64.log").write_text("built\n", encoding="utf-8")
+    assert compute_version(repo).version == "v1.2.3"
+    (repo / "_outputs").write_text("not ours\n", encoding="utf-8")
+    assert compute_version(repo).version == "v1.2.3-dirty"
+
+
 def test_override_keeps_git_facts(repo: Path) -> None:
     """An override replaces the version but keeps the commit, state and epoch from git."""
     info = compute_version(repo, "v9.8.7")

@@ -1,0 +1,72 @@
+"""First contact end to end: the flows a release engineer tries on day one, through the CLI."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from kdist.testing.devfarm import Farm
+from tests.helpers import kdist, make_project
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def crictl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the generic example (kdist build writes into the source tree)."""
+    return make_project("generic", tmp_path_factory.mktemp("first") / "cri-tools", "v0.9.1")
+
+
+def _machine(path: Path) -> str:
+    with path.open("rb") as handle:
+        return str(ELFFile(handle)["e_machine"])
+
+
+def test_generic_build_on_one_named_host(farm: Farm, crictl: Path) -> None:
+    """`kdist build --platform linux/arm64 --host h2` puts verified arm64 binaries in artifacts."""
+    ran = kdist(
+        "build", "--source", crictl, "--hosts", farm.inventory_path,
+        "--platform", "linux/arm64", "--host", "h2",
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr + ran.stdout
+    folder = crictl / "build/bin/linux/arm64"
+    assert sorted(p.name for p in folder.iterdir()) == ["crictl", "critest"]
+    for binary in folder.iterdir():
+        assert _machine(binary) == "EM_AARCH64"
+        assert stat.S_IMODE(binary.stat().st_mode) == 0o755
+    assert "[h2 linux/arm64] ok" in ran.stdout
+    log = (crictl / "_output/logs/linux-arm64.log").read_text()
+    assert "Building crictl v0.9.1 for linux/arm64" in log
+    assert "bashrc" not in log and "unbound variable" not in log  # a clean remote environment
+
+
+def test_build_what_builds_only_the_named_target(farm: Farm, crictl: Path) -> None:
+    """`kdist build crictl` runs the profile's build_what: only crictl comes back."""
+    ran = kdist(
+        "build", "crictl", "--source", crictl, "--hosts", farm.inventory_path,
+        "--platform", "linux/arm64", "--host", "h2", "--json",
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr + ran.stdout
+    assert sorted(p.name for p in (crictl / "build/bin/linux/arm64").iterdir()) == ["crictl"]
+    (built,) = ran.json["slices"]
+    assert [a["path"] for a in built["artifacts"]] == ["build/bin/linux/arm64/crictl"]
+
+
+def test_build_what_without_build_what_exits_2(farm: Farm, tmp_path: Path) -> None:
+    """A profile without build_what refuses WHAT with exit 2, before anything is built."""
+    source = make_project("generic", tmp_path / "cri-tools", "v0.9.1")
+    profile = source / "kdist.yaml"
+    profile.write_text(
+        "".join(ln for ln in profile.read_text().splitlines(True) if "build_what" not in ln)
+    )
+    ran = kdist(
+        "build", "crictl", "--source", source, "--hosts", farm.inventory_path,
+        "--platform", "linux/arm64", "--host", "h2",
+    )  # fmt: skip
+    assert ran.code == 2, ran.stderr + ran.stdout
+    assert "build_what: not set" in ran.stderr
+    assert not (source / "_output").exists()
+    assert not (source / "build").exists()
