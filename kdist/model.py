@@ -254,6 +254,7 @@ class SliceResult:
     record: BuildRecord | None = None  # who built the binaries (from the journal when reused)
     reproduction: Reproduction | None = None  # the second build, when this slice was sampled
     smoke: tuple[SmokeTest, ...] = ()  # each binary run on a native host (profile `smoke:`)
+    excerpt: tuple[str, ...] = ()  # a failed slice: the last lines of its log, noise trimmed
 
     @property
     def ok(self) -> bool:

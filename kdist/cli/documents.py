@@ -99,6 +99,7 @@ def _slice_doc(r: SliceResult) -> dict[str, Any]:
         "duration": round(r.duration, 3),
         "error": r.error,
         "log": r.log,
+        "log_tail": list(r.excerpt),
         "attempts": r.attempts,
         "reused": r.reused,
         "artifacts": [{"path": a.path, "sha256": a.sha256, "size": a.size} for a in r.artifacts],

@@ -41,6 +41,13 @@ _STATUS_STYLE = {
     Status.CANCELLED: "yellow",
 }
 _NOTE_STYLE = {"info": "cyan", "warning": "yellow", "error": "bold red"}
+# What each way of failing is called on screen (the README's exit code table says the same).
+FAILURE_CLASS = {
+    Status.FAILED: "build failure",
+    Status.INFRA: "infrastructure failure",
+    Status.INTEGRITY: "integrity violation",
+    Status.CANCELLED: "cancelled",
+}
 
 
 # --- shared bookkeeping -------------------------------------------------------------------------
@@ -133,6 +140,25 @@ def _tarballs(summary: dict[str, object]) -> list[list[str]]:
         for item in items
         if isinstance(item, dict)
     ]
+
+
+def failure_block(result: SliceResult) -> tuple[str, list[str]]:
+    """A failed slice as a heading and its lines: the error, the log path, the log's last lines."""
+    where = f"{result.slice.platform} on {result.slice.host}"
+    kind = FAILURE_CLASS.get(result.status, result.status.value)
+    heading = f"FAILED {where}: {kind} in {result.phase}"
+    error = [ln.rstrip() for ln in result.error.splitlines() if ln.strip()]
+    # Without a log excerpt the error's own lines (a command's tail) are the evidence.
+    lines = error[:1] if result.excerpt else error
+    if result.log:
+        shown = f" (last {len(result.excerpt)} lines)" if result.excerpt else ""
+        lines.append(f"log: {result.log}{shown}")
+    lines += [f"| {ln}" for ln in result.excerpt]
+    return heading, lines
+
+
+def _failures(rows: Sequence[_Row]) -> list[tuple[str, list[str]]]:
+    return [failure_block(r.result) for r in rows if r.result is not None and not r.result.ok]
 
 
 def _verdict(ok: bool, summary: dict[str, object], rows: Sequence[_Row]) -> str:
@@ -335,6 +361,10 @@ class RichReporter:
         tarballs = _tarballs(summary)
         if tarballs:
             self.console.print(_rich_table("tarballs", TARBALL_COLUMNS, tarballs))
+        for heading, lines in _failures(rows):
+            self.console.print(Text(heading, style="bold red"))
+            for line in lines:
+                self.console.print(Text("  " + line, style="" if line.startswith("|") else "red"))
         verdict = _verdict(ok, summary, rows)
         self.console.print(Text(verdict, style="bold green" if ok else "bold red"))
 
@@ -406,6 +436,8 @@ class PlainReporter:
         tarballs = _tarballs(summary)
         if tarballs:
             lines += _plain_lines(TARBALL_COLUMNS, tarballs)
+        for heading, body in _failures(rows):
+            lines += ["", heading, *(f"  {ln}" for ln in body)]
         return [*lines, _verdict(ok, summary, rows)]
 
 

@@ -19,6 +19,7 @@ from kdist.config.version import version_defs
 from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
+from kdist.engine.logtail import excerpt, stamp
 from kdist.engine.prepare import Connections, Prepared, TransportFactory, prepare
 from kdist.engine.scheduler import HostSession, Scheduler
 from kdist.errors import (
@@ -231,7 +232,10 @@ async def _finish(
             await packager.platform(slc.platform)
         except (KdistError, OSError) as exc:
             result = _failed(result.slice, "package", exc, 0.0, str(log_path))
-    result = dataclasses.replace(result, duration=time.monotonic() - start, attempts=attempts)
+    lines = () if result.ok else tuple(excerpt(log_path))
+    result = dataclasses.replace(
+        result, duration=time.monotonic() - start, attempts=attempts, excerpt=lines
+    )
     reporter.emit(SliceFinished(result))
     return result
 
@@ -272,7 +276,8 @@ async def _attempt(
                     attempt_id,
                 )
         except (KdistError, OSError) as exc:
-            sink(f"# kdist: {phase} failed: {exc}")
+            for line in f"{phase} failed: {exc}".splitlines():  # the tail repeats the log
+                sink(f"# kdist: {line}")
             return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
     took = time.monotonic() - start
     return SliceResult(slc, Status.OK, took, "done", "", str(log_path), artifacts)
@@ -299,7 +304,7 @@ def _failed(slc: Slice, phase: str, exc: BaseException, took: float, log: str) -
 
 def _log_sink(log: TextIO, slc: Slice, reporter: Reporter) -> Callable[[str], None]:
     def sink(line: str) -> None:
-        log.write(line + "\n")
+        log.write(stamp(line) + "\n")
         log.flush()
         reporter.emit(OutputLine(slc.key, line))
 

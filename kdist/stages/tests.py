@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
+from kdist.engine.logtail import stamp
 from kdist.engine.scheduler import Scheduler
 from kdist.errors import KdistError
 from kdist.events import Note, Reporter
@@ -19,14 +20,14 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
     reporter.emit(Note(f"unit tests on {name}: {command}"))
     log_path = job.output / "logs" / "test.log"
     with log_path.open("w", encoding="utf-8") as log:
-        log.write(f"$ {command}\n")
+        log.write(stamp(f"$ {command}") + "\n")
         try:
             session = await sched.session(name)
             result = await session.transport.run(
                 job.profile.test,
                 cwd=plan.tree_workdir(session.host, job.request()),
                 env=session.env,
-                sink=lambda line: print(line, file=log),
+                sink=lambda line: print(stamp(line), file=log),
                 timeout=job.limits.slice_timeout,
             )
         except KdistError as exc:

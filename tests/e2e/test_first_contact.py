@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -70,3 +71,44 @@ def test_build_what_without_build_what_exits_2(farm: Farm, tmp_path: Path) -> No
     assert "build_what: not set" in ran.stderr
     assert not (source / "_output").exists()
     assert not (source / "build").exists()
+
+
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def test_compile_error_reaches_stdout_with_the_log_path(farm: Farm, tmp_path: Path) -> None:
+    """A compile error shows the compiler's line, the class and the log path on stdout."""
+    source = make_project("generic", tmp_path / "cri-tools", "v0.9.1")
+    main = source / "cmd/crictl/main.go"
+    main.write_text(
+        main.read_text().replace("func main() {", 'var broken int = "x"\n\nfunc main() {')
+    )
+    ran = kdist(
+        "build", "crictl", "--source", source, "--hosts", farm.inventory_path,
+        "--platform", "linux/amd64", "--host", "h1",
+    )  # fmt: skip
+    assert ran.code == 1, ran.stderr + ran.stdout
+    log = source / "_output/logs/linux-amd64.log"
+    assert "FAILED linux/amd64 on h1: build failure in build" in ran.stdout
+    assert f"log: {log}" in ran.stdout
+    assert re.search(r"\| cmd/crictl/main\.go:\d+:\d+: cannot use \"x\"", ran.stdout), ran.stdout
+    lines = log.read_text().splitlines()
+    assert lines and all(STAMPED.match(line) for line in lines)
+
+
+def test_no_rule_to_make_target_reaches_stdout(farm: Farm, tmp_path: Path) -> None:
+    """make's "No rule to make target" is on stdout and in --json's log_tail, with the log path."""
+    source = make_project("generic", tmp_path / "cri-tools", "v0.9.1")
+    ran = kdist(
+        "build", "nosuchtool", "--source", source, "--hosts", farm.inventory_path,
+        "--platform", "linux/amd64", "--host", "h1",
+    )  # fmt: skip
+    assert ran.code == 1, ran.stderr + ran.stdout
+    assert "No rule to make target 'nosuchtool'" in ran.stdout
+    assert f"log: {source / '_output/logs/linux-amd64.log'}" in ran.stdout
+    doc = kdist(
+        "build", "nosuchtool", "--source", source, "--hosts", farm.inventory_path,
+        "--platform", "linux/amd64", "--host", "h1", "--json",
+    ).json  # fmt: skip
+    (failed,) = doc["slices"]
+    assert any("No rule to make target 'nosuchtool'" in ln for ln in failed["log_tail"])

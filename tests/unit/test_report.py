@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import re
@@ -9,7 +10,13 @@ import re
 import pytest
 from rich.console import Console
 
-from kdist.cli.report import PlainReporter, RichReporter, make_reporter, print_table
+from kdist.cli.report import (
+    PlainReporter,
+    RichReporter,
+    failure_block,
+    make_reporter,
+    print_table,
+)
 from kdist.events import (
     Event,
     Note,
@@ -38,6 +45,8 @@ FAILED = SliceResult(
     3.0,
     phase="build",
     error="make: *** [all] Error 2\nsecond line stays hidden",
+    log="/out/logs/linux-arm64.log",
+    excerpt=("main.go:3:2: undefined: x", "make: *** [all] Error 2"),
 )
 SUMMARY: dict[str, object] = {
     "tarballs": [{"name": "kubernetes-server-linux-amd64.tar.gz", "sha256": SHA}],
@@ -124,10 +133,30 @@ def test_rich_summary_lists_every_slice_with_status_and_duration() -> None:
     summary = summary_part(out)
     ok_row = row_with(summary, "linux/amd64")
     assert re.search(r"h1\s.*ok\s.*12\.3s\s.*17", ok_row)
-    bad_row = row_with(summary, "linux/arm64")
+    bad_row = row_with(summary, "│ linux/arm64")
     assert re.search(r"h2\s.*failed\s.*3\.0s\s.*0\s.*make: \*\*\* \[all\] Error 2", bad_row)
     assert "second line stays hidden" not in out
     assert reporter.errors == []
+
+
+def test_rich_summary_shows_each_failure_with_class_log_path_and_last_lines() -> None:
+    """A failed slice is shown with host, class, log path and its log's last lines."""
+    _, out = run_rich(events())
+    tail = out[out.index("FAILED linux/arm64 on h2: build failure in build") :]
+    assert "log: /out/logs/linux-arm64.log (last 2 lines)" in tail
+    assert "| main.go:3:2: undefined: x" in tail
+
+
+def test_failure_without_excerpt_shows_the_whole_error() -> None:
+    """An infrastructure failure with no build output shows every line of its error."""
+    result = dataclasses.replace(FAILED, status=Status.INFRA, phase="sync", excerpt=())
+    heading, lines = failure_block(result)
+    assert heading == "FAILED linux/arm64 on h2: infrastructure failure in sync"
+    assert lines == [
+        "make: *** [all] Error 2",
+        "second line stays hidden",
+        "log: /out/logs/linux-arm64.log",
+    ]
 
 
 def test_rich_summary_ends_with_tarballs_and_failure_verdict() -> None:
@@ -233,6 +262,12 @@ def test_plain_reporter_writes_expected_lines() -> None:
         "linux/arm64  h2    failed  3.0s      0          make: *** [all] Error 2",
         "tarball                               sha256",
         "kubernetes-server-linux-amd64.tar.gz  0123456789ab",
+        "",
+        "FAILED linux/arm64 on h2: build failure in build",
+        "  make: *** [all] Error 2",
+        "  log: /out/logs/linux-arm64.log (last 2 lines)",
+        "  | main.go:3:2: undefined: x",
+        "  | make: *** [all] Error 2",
         "release FAILED: 1 of 2 slices failed",
     ]
     assert reporter.errors == []
