@@ -141,6 +141,7 @@ class Profile:
     package: tuple[str, ...] = ()  # argv: the repository's own packaging, run on the head node
     source: str = "<built-in>"
     images: Mapping[str, str] = field(default_factory=dict)  # server image variables (kubernetes)
+    container: ContainerSpec | None = None  # set: builds run in this container by default
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class SliceResult:
     artifacts: tuple[Artifact, ...] = ()
     attempts: int = 1  # how many hosts it took (infrastructure failures are retried elsewhere)
     reused: bool = False  # True when the journal showed the binaries were already built
+    image: str = ""  # the build image's id (container builds)
     record: BuildRecord | None = None  # who built the binaries (from the journal when reused)
     reproduction: Reproduction | None = None  # the second build, when this slice was sampled
     smoke: tuple[SmokeTest, ...] = ()  # each binary run on a native host (profile `smoke:`)
@@ -316,3 +318,14 @@ class ContainerSpec:
     images: Mapping[str, str] = field(default_factory=dict)  # "os/arch" of a daemon -> its image
     dockerfile: str = ""  # relative to the source: build the image there when a host lacks it
     network: str = "none"  # the container's network mode
+
+
+@dataclass(frozen=True)
+class DaemonReport:
+    """What `hosts check` found about a host's docker daemon (container builds)."""
+
+    socket: str  # the socket path on the host
+    version: str = ""  # the daemon's version, '' when it could not be reached
+    image: str = ""  # the build image's name for this daemon's platform
+    image_id: str = ""  # its id there, '' when the daemon does not have it
+    problem: str = ""  # why the host cannot build in containers ('' when it can)

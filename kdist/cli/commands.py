@@ -26,14 +26,24 @@ from kdist.cli.options import (
 )
 from kdist.cli.report import make_reporter, print_table
 from kdist.config.inventory import HOSTS_ENV, load_inventory
-from kdist.config.profile import build_template, choose_profile
+from kdist.config.profile import build_template, choose_profile, container_spec
 from kdist.config.version import compute_version
 from kdist.engine import check, pipeline
 from kdist.engine.job import Job
 from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.errors import ConfigError, ExitStatus, KdistError
 from kdist.events import RunFinished
-from kdist.model import LOCAL_HOST, Host, Inventory, Layout, Plan, Platform, Profile
+from kdist.model import (
+    LOCAL_HOST,
+    ContainerSpec,
+    DaemonReport,
+    Host,
+    Inventory,
+    Layout,
+    Plan,
+    Platform,
+    Profile,
+)
 from kdist.packaging.images import RELEASE_IMAGES, ImageSettings, describe
 from kdist.packaging.tarballs import expected_tarballs
 from kdist.remote.argv import remove, remove_tree, to_shell
@@ -85,6 +95,7 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         pin=run.host,
         native_only=run.native_only,
         limits=run.limits,
+        container=container_spec(profile, source, os.environ, run.container),
     )
     if isinstance(opts, BuildOptions):
         build_template(profile, opts.what)  # a profile that cannot build a subset says so now
@@ -152,7 +163,11 @@ def _show_plan(job: Job, hosts: Sequence[Host], the_plan: Plan, display: Display
         print_json(doc)
         return ExitStatus.OK
     rows = [
-        [s["platform"], s["host"] + (" (cross)" if s["cross"] else ""), s["command"]]
+        [
+            s["platform"],
+            s["host"] + (" (cross)" if s["cross"] else ""),
+            s.get("container_command", s["command"]),
+        ]
         for s in doc["slices"]
     ]
     print_table(
@@ -176,17 +191,40 @@ def _show_plan(job: Job, hosts: Sequence[Host], the_plan: Plan, display: Display
 async def hosts_check(opts: HostsCheckOptions, display: Display) -> ExitStatus:
     """Probe every host in parallel and print a table; non-zero when any host is unusable."""
     inventory = load_hosts(opts.farm.hosts)
-    reports = await check.check_all(inventory.hosts, _factory(opts.farm))
+    spec = _check_container(opts)
+    docker: check.DaemonCheck | None = None
+    if spec is not None:
+        from kdist.stages import container
+
+        async def docker(transport: Transport) -> DaemonReport:
+            assert spec is not None
+            return await container.check(transport, spec)
+
+    reports = await check.check_all(inventory.hosts, _factory(opts.farm), docker)
     if display.json:
         print_json({"hosts": [r.as_dict() for r in reports]})
     else:
         print_table(
             f"kdist hosts check: {inventory.source}",
-            check.COLUMNS,
+            check.COLUMNS + (check.DOCKER_COLUMNS if spec else ()),
             [r.row() for r in reports],
             ok=all(r.ok for r in reports),
         )
     return ExitStatus.OK if all(r.ok for r in reports) else ExitStatus.INFRA_FAILED
+
+
+def _check_container(opts: HostsCheckOptions) -> ContainerSpec | None:
+    """The build container `hosts check` looks at: --container, or the profile's own."""
+    if opts.container is False:
+        return None
+    source = opts.tree.source
+    try:
+        profile = choose_profile(source, opts.tree.profile)
+    except ConfigError:
+        if opts.container:
+            raise
+        return None  # no project here: check the hosts for native builds only
+    return container_spec(profile, source, os.environ, opts.container)
 
 
 async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
@@ -195,6 +233,7 @@ async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
     output = source / "_output"
     hosts = [h for h in load_hosts(opts.farm.hosts).hosts if not h.local] if opts.remote else []
     workdirs = {h.name: f"{h.workdir}/{tree_id(source)}" for h in hosts}
+    tree, project = tree_id(source), _project(source, opts.tree.profile)
     if opts.dry_run:
         lines = [f"local: {to_shell(remove(str(output)))}"]
         lines += [f"{n}: {to_shell(remove_tree(w))}" for n, w in workdirs.items()]
@@ -202,7 +241,9 @@ async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
         return ExitStatus.OK
     _remove_local_tree(output)
     factory = _factory(opts.farm)
-    results = await asyncio.gather(*(_clean_host(factory(h), workdirs[h.name]) for h in hosts))
+    results = await asyncio.gather(
+        *(_clean_host(factory(h), workdirs[h.name], tree, project) for h in hosts)
+    )
     failed = {name: err for name, err in results if err}
     doc = {"removed": [str(output)], "hosts": [{"host": n, "workdir": workdirs[n],
            "error": failed.get(n, "")} for n, _ in results]}  # fmt: skip
@@ -215,6 +256,14 @@ async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
     return ExitStatus.INFRA_FAILED if failed else ExitStatus.OK
 
 
+def _project(source: Path, profile_file: Path | None) -> str:
+    """The project's name (it names the cache volumes); '' when there is no profile."""
+    try:
+        return choose_profile(source, profile_file).name
+    except ConfigError:
+        return ""
+
+
 def _remove_local_tree(path: Path) -> None:
     # Go's module cache is read-only; make it writable first, as build/make-clean.sh does.
     for root, dirs, _ in os.walk(path):
@@ -223,12 +272,19 @@ def _remove_local_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-async def _clean_host(transport: Transport, workdir: str) -> tuple[str, str]:
+async def _clean_host(
+    transport: Transport, workdir: str, tree: str, project: str
+) -> tuple[str, str]:
     name = transport.host.name
     try:
         await transport.connect()
         result = await transport.run(remove_tree(workdir))
-        return name, "" if result.ok else result.tail(3)
+        if not result.ok:
+            return name, result.tail(3)
+        from kdist.stages import container  # build containers and cache volumes, if any
+
+        await container.clean(transport, tree, project)
+        return name, ""
     except KdistError as exc:
         return name, str(exc)
     finally:

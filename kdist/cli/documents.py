@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdist.engine import plan
 from kdist.errors import ExitStatus
-from kdist.model import Host, Layout, Plan, Platform, SliceResult, Status
+from kdist.model import Host, Layout, Plan, Platform, Slice, SliceResult, Status
 from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
 from kdist.remote.argv import in_dir, rsync_push, to_shell
 
@@ -31,6 +31,9 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
         }
         for s in the_plan.slices
     ]
+    if job.container is not None:
+        for doc, s in zip(slices, the_plan.slices, strict=True):
+            doc["container_command"] = to_shell(_container_words(job, s, the_plan))
     host_docs = [_host_doc(job, by_name[name], the_plan) for name in the_plan.hosts]
     return {
         "project": job.profile.name,
@@ -59,6 +62,26 @@ def planned_images(job: Job, platforms: tuple[Platform, ...] = ()) -> list[dict[
         }
         for s in specs
     ]
+
+
+def _container_words(job: Job, s: Slice, the_plan: Plan) -> list[str]:
+    """The `docker run` a container build amounts to; run-time facts stay placeholders."""
+    from kdist.stages import container  # docker is imported only for container builds
+
+    assert job.container is not None
+    user = "<uid:gid owning the workdir>"
+    box = container.Box(
+        image=job.container.image,
+        argv=s.argv,
+        workdir=s.workdir,
+        env={**the_plan.env[s.host], **container.cache_env()},
+        user=user,
+        network=job.container.network,
+        volume=container.cache_volume(job.profile.name, "<uid>"),
+        labels=container.labels(run="<run>", attempt=f"<run>-{s.key}-1", tree=job.tree_id,
+                                host=s.host, project=job.profile.name),
+    )  # fmt: skip
+    return box.docker_run()
 
 
 def _after(job: Job, the_plan: Plan) -> list[str]:
@@ -102,6 +125,7 @@ def _slice_doc(r: SliceResult) -> dict[str, Any]:
         "log_tail": list(r.excerpt),
         "attempts": r.attempts,
         "reused": r.reused,
+        "image": r.image,
         "artifacts": [{"path": a.path, "sha256": a.sha256, "size": a.size} for a in r.artifacts],
     }
 

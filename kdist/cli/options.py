@@ -60,6 +60,7 @@ class RunOptions:
     native_only: bool = False
     host: str | None = None  # --host: every slice on this inventory host
     dry_run: bool = False
+    container: bool | None = None  # --container / --native; None: the profile decides
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ class HostsCheckOptions:
     """`kdist hosts check`."""
 
     farm: Farm = field(default_factory=Farm)
+    tree: Tree = field(default_factory=Tree)  # whose build container to look for
+    container: bool | None = None  # --container / --native; None: the profile decides
 
 
 Command = ReleaseOptions | BuildOptions | PackageOptions | CleanOptions | HostsCheckOptions
@@ -144,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     _clean_options(_command(sub, "clean", "remove _output (and --remote workdirs)"))
     hosts = _command(sub, "hosts", "inspect the build farm")
     hosts_sub = hosts.add_subparsers(dest="hosts_command", required=True, metavar="SUBCOMMAND")
-    _farm_options(_command(hosts_sub, "check", "verify every host (verify_prereqs)"))
+    check = _command(hosts_sub, "check", "verify every host (verify_prereqs)")
+    _farm_options(check)
+    check.add_argument("--source", type=Path, metavar="DIR", help="default: .")
+    check.add_argument("--profile", type=Path, metavar="FILE", help="default: SOURCE/kdist.yaml")
+    _mode_options(check)
     return parser
 
 
@@ -189,9 +196,28 @@ def _tree_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--dry-run", action="store_true", help="print what would run, run nothing")
 
 
+def _mode_options(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--container",
+        dest="container",
+        action="store_const",
+        const=True,
+        help="build in the profile's container image on every host (make release's way)",
+    )
+    mode.add_argument(
+        "--native",
+        dest="container",
+        action="store_const",
+        const=False,
+        help="build with each host's own toolchain, even if the profile names a container",
+    )
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     _farm_options(p)
     _tree_options(p)
+    _mode_options(p)
     p.add_argument(
         "--native-only",
         action="store_true",
@@ -273,7 +299,8 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
     display = _pick(Display, given)
     name = given.pop("command")
     if name == "hosts":
-        return Invocation(display, HostsCheckOptions(_pick(Farm, given)))
+        hosts = _pick(HostsCheckOptions, given, farm=_pick(Farm, given), tree=_tree(given))
+        return Invocation(display, hosts)
     convert = _COMMANDS[name]
     return Invocation(display, convert(given))
 

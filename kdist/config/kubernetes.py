@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kdist.model import Platform, parse_platform_list
@@ -119,3 +119,23 @@ def tarball_names(classes: Classes) -> tuple[str, ...]:
     names += [f"kubernetes-test-{p.dashed}.tar.gz" for p in classes.test]
     names.append("kubernetes-test-portable.tar.gz")
     return tuple(sorted(names))
+
+
+KUBE_CROSS_VERSION_FILE = "build/build-image/cross/VERSION"
+KUBE_BASE_IMAGE_REGISTRY = "registry.k8s.io/build-image"
+
+
+def kube_cross_image(version_file: str | None, env: Mapping[str, str]) -> str:
+    """Upstream's build image: `$KUBE_CROSS_IMAGE:$KUBE_CROSS_VERSION` (build/common.sh).
+
+    `version_file` is the text of build/build-image/cross/VERSION (None when the tree has none);
+    KUBE_BASE_IMAGE_REGISTRY, KUBE_CROSS_IMAGE and KUBE_CROSS_VERSION override, as upstream.
+    Raises ValueError when no version is known.
+    """
+    registry = env.get("KUBE_BASE_IMAGE_REGISTRY") or KUBE_BASE_IMAGE_REGISTRY
+    image = env.get("KUBE_CROSS_IMAGE") or f"{registry}/kube-cross"
+    version = env.get("KUBE_CROSS_VERSION") or (version_file or "").strip()
+    if not version:
+        msg = f"no {KUBE_CROSS_VERSION_FILE} in the tree and KUBE_CROSS_VERSION is not set"
+        raise ValueError(msg)
+    return f"{image}:{version}"

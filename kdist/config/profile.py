@@ -12,12 +12,12 @@ from kdist.config import kubernetes
 from kdist.config import validate as v
 from kdist.config.loader import load_yaml_file
 from kdist.errors import ProfileError
-from kdist.model import Layout, Platform, Profile
+from kdist.model import ContainerSpec, Layout, Platform, Profile
 
 PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
     "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
-    "images",
+    "images", "container",
 )  # fmt: skip
 # Server image settings a kubernetes profile may give (the environment overrides them).
 IMAGE_KEYS = (
@@ -26,6 +26,9 @@ IMAGE_KEYS = (
     "KUBE_PROXY_WINDOWS_BASE_IMAGE", "KUBE_DOCKER_REGISTRY", "KUBE_DOCKER_IMAGE_TAG",
     "KUBE_BUILD_WINDOWS",
 )  # fmt: skip
+CONTAINER_KEYS = ("image", "images", "dockerfile", "network")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _FIELDS = frozenset({"platform", "os", "arch", "version"})
 WHAT = "{what}"  # in build_what: a word of its own becomes one word per target
@@ -91,6 +94,7 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         package=_template(doc, "package", top, None),
         source=source,
         images=_images(doc, top, layout),
+        container=_container(doc["container"], top / "container") if "container" in doc else None,
     )
 
 
@@ -105,6 +109,46 @@ def _images(doc: Mapping[str, Any], top: v.Where, layout: Layout) -> dict[str, s
         if key not in IMAGE_KEYS:
             raise (at / key).fail(f"is not an image setting (one of: {', '.join(IMAGE_KEYS)})")
     return found
+
+
+def _container(value: Any, at: v.Where) -> ContainerSpec:  # noqa: ANN401
+    """`container: IMAGE`, or a mapping with `image:` and optional images/dockerfile/network."""
+    if isinstance(value, str):
+        return ContainerSpec(image=_image(value, at))
+    doc = v.mapping(value, at)
+    v.no_unknown_keys(doc, CONTAINER_KEYS, at)
+    if "image" not in doc:
+        raise (at / "image").fail("is required (the build image's name)")
+    images: dict[str, str] = {}
+    for key, item in v.mapping(doc.get("images", {}), at / "images").items():
+        try:
+            platform = Platform.parse(key)
+        except ValueError as exc:
+            raise (at / "images" / key).fail(str(exc)) from None
+        images[str(platform)] = _image(item, at / "images" / key)
+    network = v.string(doc.get("network", "none"), at / "network")
+    if not _NETWORK.fullmatch(network):
+        raise (at / "network").fail(f"{network!r} is not a docker network name")
+    return ContainerSpec(
+        image=_image(doc["image"], at / "image"),
+        images=images,
+        dockerfile=_relative(doc["dockerfile"], at / "dockerfile") if "dockerfile" in doc else "",
+        network=network,
+    )
+
+
+def _image(value: Any, at: v.Where) -> str:  # noqa: ANN401
+    text = v.string(value, at)
+    if not _IMAGE.fullmatch(text):
+        raise at.fail(f"{text!r} is not an image name")
+    return text
+
+
+def _relative(value: Any, at: v.Where) -> str:  # noqa: ANN401
+    text = v.string(value, at)
+    if text.startswith("/") or ".." in text.split("/"):
+        raise at.fail("must be a path inside the source tree (relative, without '..')")
+    return text
 
 
 def _layout(value: Any, at: v.Where) -> Layout:  # noqa: ANN401
@@ -166,9 +210,7 @@ def _artifacts(doc: Mapping[str, Any], top: v.Where, base: Profile | None) -> st
     if "artifacts" not in doc:
         return base.artifacts if base else ""
     at = top / "artifacts"
-    text = v.string(doc["artifacts"], at)
-    if text.startswith("/") or ".." in text.split("/"):
-        raise at.fail("must be a path inside the source tree (relative, without '..')")
+    text = _relative(doc["artifacts"], at)
     for name in _PLACEHOLDER.findall(text):
         if name not in _FIELDS:
             raise at.fail(f"unknown placeholder {{{name}}}")
@@ -219,3 +261,26 @@ def substitute_what(
 def fields_for(platform: Platform, version: str) -> dict[str, str]:
     """The substitution fields of one platform slice."""
     return {"platform": str(platform), "os": platform.os, "arch": platform.arch, "version": version}
+
+
+def container_spec(
+    profile: Profile, source: Path, env: Mapping[str, str], wanted: bool | None
+) -> ContainerSpec | None:
+    """The build container of a run, or None for native builds.
+
+    `wanted` is --container (True), --native (False) or neither (None: the profile decides).
+    A Kubernetes-layout profile without `container:` builds in upstream's kube-cross image.
+    """
+    if wanted is False or (wanted is None and profile.container is None):
+        return None
+    if profile.container is not None:
+        return profile.container
+    if profile.layout is not Layout.KUBERNETES:
+        msg = f"{profile.source}: --container needs a `container:` image in the profile"
+        raise ProfileError(msg)
+    version_file = source / kubernetes.KUBE_CROSS_VERSION_FILE
+    text = version_file.read_text(errors="replace") if version_file.is_file() else None
+    try:
+        return ContainerSpec(image=kubernetes.kube_cross_image(text, env))
+    except ValueError as exc:
+        raise ProfileError(f"{source}: --container: {exc}") from exc

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
 
 from kdist.errors import KdistError
-from kdist.model import Host
+from kdist.model import DaemonReport, Host
 from kdist.remote.probe import REQUIRED_TOOLS, Facts, probe_host
 from kdist.transport import Transport
 
@@ -24,6 +24,8 @@ COLUMNS = (
     "free",
     "problems",
 )
+DOCKER_COLUMNS = ("docker", "image")
+DaemonCheck = Callable[[Transport], Awaitable[DaemonReport]]
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,12 @@ class HostReport:
     facts: Facts | None
     error: str = ""
     seconds: float = 0.0
+    docker: DaemonReport | None = None  # container builds: the daemon and the image there
 
     @property
     def ok(self) -> bool:
         """True when the host is reachable and has everything a build needs."""
-        return self.facts is not None and not self.facts.problems()
+        return self.facts is not None and not self.problems()
 
     @property
     def status(self) -> str:
@@ -49,7 +52,10 @@ class HostReport:
 
     def problems(self) -> list[str]:
         """What is wrong, for the last column."""
-        return [self.error] if self.facts is None else self.facts.problems()
+        if self.facts is None:
+            return [self.error]
+        docker = [self.docker.problem] if self.docker and self.docker.problem else []
+        return self.facts.problems() + docker
 
     def row(self) -> list[str]:
         """The table row."""
@@ -66,7 +72,15 @@ class HostReport:
             *tools,
             free,
             "; ".join(self.problems()),
+            *(self._docker_cells() if self.docker else []),
         ]
+
+    def _docker_cells(self) -> list[str]:
+        d = self.docker
+        assert d is not None
+        version = d.version or "unreachable"
+        image = f"{d.image} {d.image_id[:19]}" if d.image_id else f"{d.image} missing"
+        return [version, image if d.image else ""]
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form."""
@@ -82,6 +96,7 @@ class HostReport:
             "disk_free_kb": f.disk_free_kb if f else None,
             "problems": self.problems(),
             "seconds": round(self.seconds, 3),
+            "docker": asdict(self.docker) if self.docker else None,
         }
 
 
@@ -94,22 +109,25 @@ def _short(version_line: str) -> str:
     return "missing" if not words else words[0]
 
 
-async def check_host(host: Host, factory: Callable[[Host], Transport]) -> HostReport:
+async def check_host(
+    host: Host, factory: Callable[[Host], Transport], docker: DaemonCheck | None = None
+) -> HostReport:
     """Connect to one host and probe it; failures become the report, not an exception."""
     start = time.monotonic()
     transport = factory(host)
     try:
         await transport.connect()
         facts = await probe_host(transport, host)
+        daemon = await docker(transport) if docker is not None else None
     except KdistError as exc:
         return HostReport(host, None, str(exc), time.monotonic() - start)
     finally:
         await transport.close()
-    return HostReport(host, facts, "", time.monotonic() - start)
+    return HostReport(host, facts, "", time.monotonic() - start, daemon)
 
 
 async def check_all(
-    hosts: Sequence[Host], factory: Callable[[Host], Transport]
+    hosts: Sequence[Host], factory: Callable[[Host], Transport], docker: DaemonCheck | None = None
 ) -> list[HostReport]:
     """Check every host at once; one dead host does not delay the others' answers."""
-    return list(await asyncio.gather(*(check_host(h, factory) for h in hosts)))
+    return list(await asyncio.gather(*(check_host(h, factory, docker) for h in hosts)))

@@ -10,6 +10,7 @@ from kdist.config.profile import fields_for, substitute
 from kdist.engine import plan
 from kdist.model import (
     CommandResult,
+    ContainerSpec,
     Layout,
     Limits,
     Plan,
@@ -41,6 +42,7 @@ class Job:
     limits: Limits = field(default_factory=Limits)  # deadlines, lock wait, attempts per slice
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
     images: ImageSettings | None = None  # server images to make (None: --no-images)
+    container: ContainerSpec | None = None  # set: every build runs in this container
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
         """The binaries a slice must bring back (None: whatever the build made)."""
@@ -82,6 +84,7 @@ class Job:
             pin=self.pin,
             native_only=self.native_only,
             what=self.what,
+            containerized=self.container is not None,
         )
 
 

@@ -60,9 +60,18 @@ def tree_digest(source: Path) -> str:
 
 
 def slice_key(
-    tree: str, slc: Slice, profile: Profile, version: VersionInfo, what: tuple[str, ...]
+    tree: str,
+    slc: Slice,
+    profile: Profile,
+    version: VersionInfo,
+    what: tuple[str, ...],
+    container: str = "",
 ) -> str:
-    """What a slice's binaries depend on, as one digest (independent of the host chosen)."""
+    """What a slice's binaries depend on, as one digest (independent of the host chosen).
+
+    `container` names the build images and their ids (container builds), so a new image
+    rebuilds.
+    """
     doc = {
         "kdist": __version__,
         "tree": tree,
@@ -74,6 +83,8 @@ def slice_key(
         "version": asdict(version),
         "what": list(what),
     }
+    if container:
+        doc["container"] = container
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -86,6 +97,7 @@ class JournalEntry:
     toolchain: str
     command: str
     artifacts: tuple[Artifact, ...]
+    image: str = ""  # the build image's id (container builds)
 
 
 class Journal:
@@ -101,7 +113,7 @@ class Journal:
             for platform, e in raw.get("slices", {}).items():
                 arts = tuple(Artifact(**a) for a in e["artifacts"])
                 self.entries[platform] = JournalEntry(
-                    e["key"], e["host"], e["toolchain"], e["command"], arts
+                    e["key"], e["host"], e["toolchain"], e["command"], arts, e.get("image", "")
                 )
         except (OSError, ValueError, KeyError, TypeError):
             self.entries = {}
@@ -173,22 +185,23 @@ class Journal:
 class Memo:
     """The journal as the pipeline uses it: reuse verified slices, remember new ones."""
 
-    def __init__(self, journal: Journal | None, tree: str) -> None:
+    def __init__(self, journal: Journal | None, tree: str, container: str = "") -> None:
         self.journal = journal
         self.tree = tree
         self.images: list[list[str]] = []  # the release's images and their bases' digests
+        self.container = container  # the build images and their ids, for container builds
         self._reusable: dict[str, tuple[Artifact, ...] | None] = {}
 
     @classmethod
-    async def open(cls, job: Job) -> Memo:
+    async def open(cls, job: Job, container: str = "") -> Memo:
         """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
         if not job.package:
             return cls(None, "")
         tree = await asyncio.to_thread(tree_digest, job.source)
-        return cls(Journal(job.output), tree)
+        return cls(Journal(job.output), tree, container)
 
     def _key(self, job: Job, slc: Slice) -> str:
-        return slice_key(self.tree, slc, job.profile, job.version, job.what)
+        return slice_key(self.tree, slc, job.profile, job.version, job.what, self.container)
 
     def reuse(self, job: Job, slc: Slice, log: str) -> SliceResult | None:
         """A finished result from the journal, when nothing it depends on changed."""
@@ -202,7 +215,10 @@ class Memo:
         arts = self._reusable[slc.key]
         if arts is None:
             return None
-        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True)
+        image = self.journal.entries[str(slc.platform)].image
+        return SliceResult(
+            slc, Status.OK, 0.0, "reused", "", log, arts, reused=True, image=image
+        )
 
     def forget(self, slc: Slice) -> None:
         """The slice's binaries are about to be replaced: its entry no longer holds."""
@@ -219,6 +235,7 @@ class Memo:
             toolchain=toolchain,
             command=to_shell(result.slice.argv),
             artifacts=result.artifacts,
+            image=result.image,
         )
         self.journal.record(slc.platform, entry)
 

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kdist.config.version import version_defs
 from kdist.engine import plan
@@ -55,6 +55,9 @@ from kdist.stages.publish import Packager
 from kdist.stages.tests import run_tests
 from kdist.transport import Transport
 
+if TYPE_CHECKING:
+    from kdist.stages import container
+
 __all__ = ["execute", "run"]
 
 
@@ -90,7 +93,9 @@ async def execute(
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
-    memo = await Memo.open(job)
+    run_id = secrets.token_hex(4)
+    boxes = await _container_setup(job, run_id)
+    memo = await Memo.open(job, boxes.head.key(boxes.spec) if boxes else "")
     memo.images = images.identity() if images is not None else []
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:
@@ -98,8 +103,7 @@ async def execute(
     packager = Packager(job, images) if job.package and published is None else None
     if packager is not None:
         packager.start()
-    run_id = secrets.token_hex(4)
-    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id)
+    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes)
     try:
         results = list(
             await asyncio.gather(
@@ -114,6 +118,9 @@ async def execute(
             packager.abort()
         await sched.release()
         raise
+    finally:
+        if boxes is not None:
+            boxes.head.close()
     outcome = RunResult(the_plan, results, notes=reporter.notes)
     if published is not None:
         outcome.tarballs = published  # the tests passed for exactly these inputs already
@@ -123,6 +130,18 @@ async def execute(
     return outcome
 
 
+async def _container_setup(job: Job, run_id: str) -> container.Setup | None:
+    """Container builds: the head node's view of the images (to compare ids and to send)."""
+    if job.container is None:
+        return None
+    from kdist.stages import container  # docker is imported only for container builds
+
+    head = await asyncio.to_thread(container.HeadImages.load, job.container)
+    return container.Setup(
+        job.container, head, job.source, job.profile.name, job.tree_id, run_id
+    )
+
+
 def _scheduler(
     job: Job,
     prepared: Prepared,
@@ -130,6 +149,7 @@ def _scheduler(
     conns: Connections,
     reporter: Reporter,
     run_id: str,
+    boxes: container.Setup | None,
 ) -> Scheduler:
     async def opener(host: Host) -> Transport:
         failed = await conns.open([host])
@@ -143,7 +163,7 @@ def _scheduler(
         request=job.request(tuple(s.platform for s in prepared.plan.slices)),
         the_plan=prepared.plan,
         opener=opener,
-        setup=lambda session: _setup_host(job, session, run_id),
+        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter),
         reporter=reporter,
         excluded=dict(prepared.down),
     )
@@ -166,15 +186,32 @@ async def _conclude(
             memo.remember_release(job, outcome.results)
 
 
-async def _setup_host(job: Job, session: HostSession, run_id: str) -> None:
+async def _setup_host(
+    job: Job,
+    session: HostSession,
+    run_id: str,
+    boxes: container.Setup | None,
+    reporter: Reporter,
+) -> None:
     """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
     workdir = plan.tree_workdir(session.host, job.request())
     if not session.host.local:
         wait = job.limits.lock_wait
         session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
     await sync.sync_tree(session.transport, job.source, workdir)
-    version = await session.transport.run(["go", "version"], env=session.env)
-    session.toolchain = version.stdout.strip() if version.ok else "go: not found"
+    if boxes is not None:
+        from kdist.stages import container
+
+        def note(text: str) -> None:
+            reporter.emit(Note(text))
+
+        runner, session.toolchain = await container.prepare(
+            session.transport, workdir, boxes, note
+        )
+        session.runner, session.image = runner, runner.image.id
+    else:
+        version = await session.transport.run(["go", "version"], env=session.env)
+        session.toolchain = version.stdout.strip() if version.ok else "go: not found"
     if job.profile.layout is Layout.KUBERNETES:
         defs = session.env["KUBE_GIT_VERSION_FILE"]
         await sync.write_remote_file(session.transport, defs, version_defs(job.version))
@@ -260,7 +297,13 @@ async def _attempt(
                 phase = "build"
                 reporter.emit(PhaseStarted(slc.key, phase))
                 built = await build_slice(
-                    session.transport, slc, session.env, sink, attempt_id, job.deadlines
+                    session.transport,
+                    slc,
+                    session.env,
+                    sink,
+                    attempt_id,
+                    job.deadlines,
+                    session.runner,
                 )
                 if not built.ok:
                     raise _build_error(slc, built.returncode, built.tail(10))
@@ -280,7 +323,9 @@ async def _attempt(
                 sink(f"# kdist: {line}")
             return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
     took = time.monotonic() - start
-    return SliceResult(slc, Status.OK, took, "done", "", str(log_path), artifacts)
+    return SliceResult(
+        slc, Status.OK, took, "done", "", str(log_path), artifacts, image=session.image
+    )
 
 
 def _build_error(slc: Slice, code: int, tail: str) -> KdistError:

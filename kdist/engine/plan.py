@@ -26,6 +26,7 @@ class PlanRequest:
     pin: str | None = None  # `--host`: every slice on this host
     native_only: bool = False
     what: tuple[str, ...] = ()  # `kdist build WHAT...`: the profile's build_what command
+    containerized: bool = False  # builds run in a container: the host's own env stays out
 
 
 def tree_workdir(host: Host, req: PlanRequest) -> str:
@@ -102,8 +103,11 @@ def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Sli
 
 
 def build_env(host: Host, req: PlanRequest) -> dict[str, str]:
-    """The environment of builds on `host`: profile, then host, then kdist's version variables."""
-    env = {**req.profile.env, **host.env}
+    """The environment of builds on `host`: profile, then host, then kdist's version variables.
+
+    A container has its own PATH and toolchain, so the host's env does not go in there.
+    """
+    env = {**req.profile.env, **({} if req.containerized else host.env)}
     env["SOURCE_DATE_EPOCH"] = str(req.version.source_date_epoch)
     env["KDIST_VERSION"] = req.version.version
     if req.profile.layout is Layout.KUBERNETES:

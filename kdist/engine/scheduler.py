@@ -18,6 +18,7 @@ from kdist.engine import plan
 from kdist.errors import InfraError, PlanError
 from kdist.events import Note, Reporter
 from kdist.model import Host, Plan, Platform, Slice
+from kdist.stages.build import Runner
 from kdist.transport import Spawned, Transport
 
 
@@ -32,6 +33,8 @@ class HostSession:
     ready: asyncio.Task[None] | None = None
     lock: Spawned | None = None  # the host-side lock holder, released when the run ends
     toolchain: str = ""  # `go version` on the host, recorded with every slice it builds
+    runner: Runner | None = None  # container builds; None: the host's own toolchain
+    image: str = ""  # the id of the build image (container builds)
 
 
 Setup = Callable[[HostSession], Coroutine[Any, Any, None]]
@@ -109,6 +112,8 @@ class Scheduler:
                 with contextlib.suppress(Exception):
                     await session.lock.close()
                 session.lock = None
+            if session.runner is not None:
+                session.runner.close()
 
     def toolchain(self, name: str) -> str:
         """The toolchain a host reported ('' if it has no session)."""

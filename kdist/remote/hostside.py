@@ -253,6 +253,20 @@ def guarded(argv: Sequence[str], *, workdir: str, attempt: str, grace: int = 10)
     return ["sh", "-c", GUARDED_SCRIPT, "kdist-guarded", workdir, attempt, str(grace), *argv]
 
 
+# `sh -c MARK_START kdist-mark WORKDIR ATTEMPT`: what `guarded` does before a build starts, for
+# builds that run elsewhere (a container): the marker that tells fresh artifacts from stale ones.
+MARK_START_SCRIPT = rf"""
+cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}
+mkdir -p .kdist/attempts && touch ".kdist/attempts/$2.start"
+"""
+
+
+def mark_start(workdir: str, attempt: str) -> list[str]:
+    """Touch the attempt's start marker in `workdir` (artifacts newer than it are fresh)."""
+    _check_id("attempt", attempt)
+    return ["sh", "-c", MARK_START_SCRIPT, "kdist-mark", workdir, attempt]
+
+
 def kill_attempt(workdir: str, attempt: str, grace: int = 10) -> list[str]:
     """Stop a guarded attempt's process group: TERM, up to `grace` s, KILL (grace 0: KILL)."""
     _check_id("attempt", attempt)

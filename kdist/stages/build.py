@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kdist.errors import InfraError
 from kdist.model import CommandResult, Slice
@@ -58,24 +59,66 @@ class Deadlines:
     grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
 
 
+class Runner(Protocol):
+    """Runs a slice's build command on its host, and stops it on demand (the build seam)."""
+
+    async def run(self, argv: Sequence[str], workdir: str, env: Mapping[str, str],
+                  sink: LineSink, attempt: str, grace: int) -> CommandResult:  # fmt: skip
+        """Run argv in `workdir` with `env`; cancelling it stops the command."""
+
+    async def stop(self, attempt: str, grace: int) -> None:
+        """Stop a running attempt: SIGTERM, `grace` seconds, SIGKILL. Never raises."""
+
+    def close(self) -> None:
+        """Release what the runner holds (the run is over)."""
+
+
+@dataclass
+class NativeRunner:
+    """The host's own toolchain: on a remote host, under the host-side guard."""
+
+    transport: Transport
+    workdirs: dict[str, str] = field(default_factory=dict)  # running attempt -> its workdir
+
+    async def run(self, argv: Sequence[str], workdir: str, env: Mapping[str, str],
+                  sink: LineSink, attempt: str, grace: int) -> CommandResult:  # fmt: skip
+        """Run the build over the transport (guarded on remote hosts)."""
+        guard = not self.transport.host.local
+        if guard:
+            argv = hostside.guarded(argv, workdir=workdir, attempt=attempt, grace=grace)
+        self.workdirs[attempt] = workdir
+        try:
+            return await self.transport.run(argv, cwd=workdir, env=env, sink=sink, hold_stdin=guard)
+        finally:
+            self.workdirs.pop(attempt, None)
+
+    async def stop(self, attempt: str, grace: int) -> None:
+        """Kill the attempt's process group over a fresh channel (local builds: cancel does)."""
+        workdir = self.workdirs.get(attempt)
+        if self.transport.host.local or workdir is None:
+            return  # the local transport kills the process group when the run is cancelled
+        argv = hostside.kill_attempt(workdir, attempt, grace)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.transport.run(argv), KILL_TIMEOUT)
+
+    def close(self) -> None:
+        """Nothing to release: the transport is the run's."""
+
+
 @dataclass
 class Stopper:
     """Every running attempt, so an interrupt can stop them all (a second one, at once)."""
 
     grace: int | None = None  # overrides Deadlines.grace once the user insists
-    active: dict[str, tuple[Transport, str]] = field(default_factory=dict)
+    active: dict[str, Runner] = field(default_factory=dict)
 
     async def stop(self, attempt: str, grace: int) -> None:
-        """Stop one attempt over a fresh channel; failures are ignored (the watchdog remains)."""
-        entry = self.active.get(attempt)
-        if entry is None:
+        """Stop one attempt; failures are ignored (the host-side watchdogs remain)."""
+        runner = self.active.get(attempt)
+        if runner is None:
             return
-        transport, workdir = entry
-        argv = hostside.kill_attempt(
-            workdir, attempt, self.grace if self.grace is not None else grace
-        )
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(transport.run(argv), KILL_TIMEOUT)
+            await runner.stop(attempt, self.grace if self.grace is not None else grace)
 
     async def stop_all_now(self) -> None:
         """Second interrupt: SIGKILL every running attempt without a grace period."""
@@ -93,19 +136,18 @@ async def build_slice(
     sink: LineSink,
     attempt: str,
     deadlines: Deadlines,
+    runner: Runner | None = None,
 ) -> CommandResult:
-    """Clear the slice's old artifacts, then run its build; the result carries the exit code."""
+    """Clear the slice's old artifacts, then run its build; the result carries the exit code.
+
+    `runner` runs the command: the host's toolchain (the default) or a build container.
+    """
+    runner = runner or NativeRunner(transport)
     cleared = await transport.run(remove(slc.artifacts))
     if not cleared.ok:
         msg = f"{slc.host}: cannot clear {slc.artifacts}: {cleared.tail(3)}"
         raise InfraError(msg)
     sink(f"$ {to_shell(slc.argv)}")
-    guard = not transport.host.local
-    argv = (
-        hostside.guarded(slc.argv, workdir=slc.workdir, attempt=attempt, grace=deadlines.grace)
-        if guard
-        else list(slc.argv)
-    )
     last = [time.monotonic()]
 
     def watched(line: str) -> None:
@@ -113,10 +155,9 @@ async def build_slice(
         sink(line)
 
     run = asyncio.create_task(
-        transport.run(argv, cwd=slc.workdir, env=env, sink=watched, hold_stdin=guard)
+        runner.run(slc.argv, slc.workdir, env, watched, attempt, deadlines.grace)
     )
-    if guard:
-        STOPPER.active[attempt] = (transport, slc.workdir)
+    STOPPER.active[attempt] = runner
     try:
         reason = await _watch(run, last, deadlines)
         if reason is None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,8 +39,9 @@ import requests.exceptions
 from docker.utils.socket import frames_iter
 
 from kdist.errors import InfraError
-from kdist.model import CommandResult, ContainerSpec, Platform
-from kdist.remote.argv import socket_access
+from kdist.model import CommandResult, ContainerSpec, DaemonReport, Platform
+from kdist.remote import hostside
+from kdist.remote.argv import owner_of, socket_access
 from kdist.transport import LineSink, OutputCollector, Transport
 
 LABEL = "io.kdist"
@@ -429,6 +431,17 @@ class DockerHost:
             remove=True,
         )
 
+    async def toolchain(self, image: str, user: str) -> str:
+        """`go version` inside the image (what the journal and provenance record)."""
+        try:
+            out = await asyncio.to_thread(
+                self.client.containers.run, image, ["go", "version"], user=user,
+                network_mode="none", remove=True, stderr=True,
+            )  # fmt: skip
+        except _FAILURES:
+            return f"go: not found in {image[:19]}"
+        return bytes(out).decode("utf-8", "replace").strip()
+
     async def sweep(self, tree: str, host: str, run: str) -> int:
         """Remove containers that runs other than `run` left for this tree and host."""
         wanted = [f"{LABEL}.tree={tree}", f"{LABEL}.host={host}"]
@@ -450,6 +463,8 @@ class DockerHost:
         )
         for c in found:
             await self._remove(c["Id"])
+        if not project:
+            return []
         volumes = await self._call(
             "list volumes",
             self.client.volumes.list,
@@ -552,3 +567,164 @@ class DockerHost:
         """Close the SDK's connections."""
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+# --------------------------------------------------------------------------- a host's setup
+
+
+_OWNER = re.compile(r"\d+:\d+")
+
+
+@dataclass(frozen=True)
+class HeadImages:
+    """The images of a run as the head node's daemon has them (to compare ids and to send)."""
+
+    client: docker.DockerClient | None
+    found: Mapping[str, HeadImage]
+
+    @classmethod
+    def load(cls, spec: ContainerSpec) -> HeadImages:
+        """Look up every image the spec names on the head node's daemon (blocking)."""
+        client = head_client()
+        names = dict.fromkeys([spec.image, *spec.images.values()])
+        found = {n: h for n in names if (h := head_image(client, n)) is not None}
+        return cls(client, found)
+
+    def key(self, spec: ContainerSpec) -> str:
+        """What the journal keys container builds on: each image name and its head-node id."""
+        names = sorted({spec.image, *spec.images.values()})
+        return " ".join(f"{n}@{self.found[n].id if n in self.found else '?'}" for n in names)
+
+    def close(self) -> None:
+        """Close the head node's client."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every host's container setup of one run shares."""
+
+    spec: ContainerSpec
+    head: HeadImages
+    source: Path  # the head node's tree: Dockerfile builds take their context from it
+    project: str
+    tree: str
+    run: str
+
+
+@dataclass
+class ContainerRunner:
+    """Builds slices in containers on one host: the container side of the build seam."""
+
+    daemon: DockerHost
+    transport: Transport
+    image: ImageChoice
+    user: str
+    network: str
+    volume: str
+    base_labels: Mapping[str, str]
+
+    def box(self, argv: Sequence[str], workdir: str, env: Mapping[str, str], attempt: str) -> Box:
+        """The container of one attempt."""
+        return Box(
+            image=self.image.id,
+            argv=tuple(argv),
+            workdir=workdir,
+            env={**env, **cache_env()},
+            user=self.user,
+            network=self.network,
+            volume=self.volume,
+            labels={**self.base_labels, f"{LABEL}.attempt": attempt},
+        )
+
+    async def run(self, argv: Sequence[str], workdir: str, env: Mapping[str, str],
+                  sink: LineSink, attempt: str, grace: int) -> CommandResult:  # fmt: skip
+        """Mark the attempt's start on the host, then run its container to the end."""
+        if not self.transport.host.local:
+            marked = await self.transport.run(hostside.mark_start(workdir, attempt))
+            if not marked.ok:
+                msg = f"{self.daemon.name}: cannot mark the start of {attempt}: {marked.tail(3)}"
+                raise InfraError(msg)
+        sink(f"# kdist: container {self.image.name} ({self.image.id[:19]}) as {self.user}")
+        return await self.daemon.run(self.box(argv, workdir, env, attempt), sink, attempt)
+
+    async def stop(self, attempt: str, grace: int) -> None:
+        """Stop and remove the attempt's container."""
+        await self.daemon.stop(attempt, grace)
+
+    def close(self) -> None:
+        """Close the daemon's client."""
+        self.daemon.close()
+
+
+async def _owner(transport: Transport, workdir: str) -> str:
+    """uid:gid owning the tree on the host: the container's user, so outputs are theirs."""
+    result = await transport.run(owner_of(workdir))
+    owner = result.stdout.strip()
+    if not result.ok or not _OWNER.fullmatch(owner):
+        msg = f"{transport.host.name}: cannot tell who owns {workdir}: {result.tail(3)}"
+        raise InfraError(msg)
+    return owner
+
+
+async def prepare(
+    transport: Transport, workdir: str, setup: Setup, note: Callable[[str], None]
+) -> tuple[ContainerRunner, str]:
+    """Once per host and run: daemon, image, user, cache volume, orphans; (runner, toolchain)."""
+    name = transport.host.name
+    daemon = await DockerHost.open(transport, transport.host.docker_socket)
+    try:
+        facts = await daemon.facts()
+        wanted = image_for(setup.spec, facts.platform)
+        dockerfile = setup.source / setup.spec.dockerfile if setup.spec.dockerfile else None
+        image = await daemon.provide_image(
+            wanted, setup.head.found.get(wanted), setup.head.client, dockerfile, facts
+        )
+        if image.how != "present":
+            note(f"{name}: image {wanted} {image.how} ({image.id[:19]})")
+        user = "0:0" if facts.rootless else await _owner(transport, workdir)
+        volume = cache_volume(setup.project, user)
+        await daemon.ensure_cache(volume, image.id, user, setup.project)
+        swept = await daemon.sweep(setup.tree, name, setup.run)
+        if swept:
+            note(f"{name}: removed {swept} container(s) that earlier, dead runs left")
+        toolchain = await daemon.toolchain(image.id, user)
+    except BaseException:
+        daemon.close()
+        raise
+    tags = {f"{LABEL}.run": setup.run, f"{LABEL}.tree": setup.tree, f"{LABEL}.host": name,
+            f"{LABEL}.project": setup.project}  # fmt: skip
+    runner = ContainerRunner(daemon, transport, image, user, setup.spec.network, volume, tags)
+    return runner, toolchain
+
+
+async def check(transport: Transport, spec: ContainerSpec) -> DaemonReport:
+    """`hosts check`: socket permission, daemon version, the build image's id or its absence."""
+    path = transport.host.docker_socket
+    try:
+        daemon = await DockerHost.open(transport, path)
+    except InfraError as exc:
+        return DaemonReport(path, problem=str(exc).removeprefix(f"{transport.host.name}: "))
+    try:
+        facts = await daemon.facts()
+        name = image_for(spec, facts.platform)
+        found = await daemon.image_id(name)
+    except InfraError as exc:
+        return DaemonReport(path, problem=str(exc))
+    finally:
+        daemon.close()
+    return DaemonReport(path, facts.version, name, found or "")
+
+
+async def clean(transport: Transport, tree: str, project: str) -> list[str]:
+    """`clean --remote`: the tree's containers and the project's cache volumes (if docker)."""
+    probe = await transport.run(socket_access(transport.host.docker_socket))
+    if socket_problem(probe.stdout, transport.host.docker_socket):
+        return []  # no usable daemon: nothing of kdist's can be in it
+    daemon = await DockerHost.open(transport, transport.host.docker_socket)
+    try:
+        return await daemon.remove_project(tree, project)
+    finally:
+        daemon.close()

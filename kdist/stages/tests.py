@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+
 from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
 from kdist.engine.logtail import stamp
@@ -23,13 +26,22 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
         log.write(stamp(f"$ {command}") + "\n")
         try:
             session = await sched.session(name)
-            result = await session.transport.run(
-                job.profile.test,
-                cwd=plan.tree_workdir(session.host, job.request()),
-                env=session.env,
-                sink=lambda line: print(stamp(line), file=log),
-                timeout=job.limits.slice_timeout,
-            )
+            workdir = plan.tree_workdir(session.host, job.request())
+
+            def sink(line: str) -> None:
+                print(stamp(line), file=log)
+
+            if session.runner is not None:  # in the build container, like the builds
+                result = await asyncio.wait_for(
+                    session.runner.run(job.profile.test, workdir, session.env, sink,
+                                       f"test-{secrets.token_hex(4)}", 10),
+                    job.limits.slice_timeout,
+                )  # fmt: skip
+            else:
+                result = await session.transport.run(
+                    job.profile.test, cwd=workdir, env=session.env, sink=sink,
+                    timeout=job.limits.slice_timeout,
+                )  # fmt: skip
         except KdistError as exc:
             outcome.test_error = f"{name}: unit tests could not run: {exc}"
             return

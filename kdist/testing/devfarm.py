@@ -287,6 +287,7 @@ class Farm:
         platforms: Sequence[Sequence[str]] | None = None,
         capacity: int = 1,
         gocache: Path | None = None,
+        docker_socket: Path | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -300,6 +301,7 @@ class Farm:
             raise TypeError("platforms is a list of per-host lists, e.g. [['linux/amd64']]")
         self.root = Path(root).resolve()
         self._gocache = Path(gocache).resolve() if gocache else None
+        self.docker_socket = docker_socket  # every host's docker_socket (one daemon for all)
         self.count = count
         self.first_address = first_address
         self.port = port
@@ -472,6 +474,7 @@ class Farm:
             # The hosts share one machine, so they share one Go build cache (hosts of a real
             # farm each keep their own); without it every host would compile Go's std cold.
             f"  env: {{PATH: {_q(_remote_path())}, GOCACHE: {_q(str(self.gocache_path))}}}",
+            *([f"  docker_socket: {_q(str(self.docker_socket))}"] if self.docker_socket else []),
             "hosts:",
         ]
         for host in self.hosts:

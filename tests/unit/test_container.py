@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shlex
 import subprocess
 
@@ -119,3 +121,115 @@ def test_box_script_kills_everything_when_stdin_closes() -> None:
     assert proc.stdout.readline() == "started\n"
     proc.stdin.close()
     assert proc.wait(timeout=10) != 0
+
+
+def _profile(text: str) -> object:
+    from kdist.config.loader import load_yaml_text
+    from kdist.config.profile import parse_profile
+    from kdist.errors import ProfileError
+
+    return parse_profile(load_yaml_text(text, "kdist.yaml", ProfileError), "kdist.yaml")
+
+
+GENERIC = "name: p\nplatforms: [linux/amd64]\nbuild: make\nartifacts: out\n"
+
+
+def test_profile_container_as_a_name_or_a_mapping() -> None:
+    """`container:` takes an image name, or a mapping with per-platform images and a network."""
+    from kdist.model import Profile
+
+    short = _profile(GENERIC + "container: cross:1\n")
+    full = _profile(GENERIC + "container:\n  image: cross:1\n  images: {linux/arm64: cross-arm:1}\n"
+                    "  dockerfile: build/Dockerfile\n  network: host\n")
+    assert isinstance(short, Profile) and isinstance(full, Profile)
+    assert short.container == ContainerSpec(image="cross:1")
+    assert full.container == ContainerSpec("cross:1", {"linux/arm64": "cross-arm:1"},
+                                           "build/Dockerfile", "host")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("container: {images: {}}\n", "container.image: is required"),
+        ("container: '-rm'\n", "container: '-rm' is not an image name"),
+        ("container: {image: x, images: {linux/x: y}}\n", "container.images.linux/x: unknown arch"),
+        ("container: {image: x, dockerfile: /etc/Dockerfile}\n", "container.dockerfile: must be a path inside"),
+        ("container: {image: x, volumes: []}\n", "container.volumes: unknown key"),
+    ],
+)
+def test_profile_container_errors_name_the_key(body: str, message: str) -> None:
+    """A bad container section is a profile error naming the key."""
+    from kdist.errors import ProfileError
+
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        _profile(GENERIC + body)
+
+
+def test_kube_cross_image_follows_upstream_overrides() -> None:
+    """VERSION file by default; KUBE_BASE_IMAGE_REGISTRY, KUBE_CROSS_IMAGE/VERSION override."""
+    from kdist.config.kubernetes import kube_cross_image
+
+    assert kube_cross_image("v1.32.0-go1.23.4-bullseye.0\n", {}) == (
+        "registry.k8s.io/build-image/kube-cross:v1.32.0-go1.23.4-bullseye.0"
+    )
+    assert kube_cross_image("v1\n", {"KUBE_BASE_IMAGE_REGISTRY": "r.example/b"}) == (
+        "r.example/b/kube-cross:v1"
+    )
+    assert kube_cross_image(None, {"KUBE_CROSS_IMAGE": "mine", "KUBE_CROSS_VERSION": "v2"}) == "mine:v2"
+    with pytest.raises(ValueError, match="KUBE_CROSS_VERSION"):
+        kube_cross_image(None, {})
+
+
+def test_container_mode_comes_from_the_flags_or_the_profile(tmp_path) -> None:
+    """--native wins, --container selects the profile's (or kube-cross) image, else the profile."""
+    from kdist.config.profile import KUBERNETES, container_spec
+    from kdist.errors import ProfileError
+    from kdist.model import Profile
+
+    boxed = _profile(GENERIC + "container: cross:1\n")
+    plain = _profile(GENERIC)
+    assert isinstance(boxed, Profile) and isinstance(plain, Profile)
+    assert container_spec(boxed, tmp_path, {}, None) == ContainerSpec("cross:1")
+    assert container_spec(boxed, tmp_path, {}, False) is None
+    assert container_spec(plain, tmp_path, {}, None) is None
+    with pytest.raises(ProfileError, match="needs a `container:` image"):
+        container_spec(plain, tmp_path, {}, True)
+    env = {"KUBE_CROSS_VERSION": "v9"}
+    assert container_spec(KUBERNETES, tmp_path, env, True) == ContainerSpec(
+        "registry.k8s.io/build-image/kube-cross:v9"
+    )
+
+
+def test_container_builds_keep_the_hosts_env_out() -> None:
+    """A container has its own PATH: the host's env is not passed, the profile's and kdist's are."""
+    from kdist.config.profile import KUBERNETES
+    from kdist.engine.plan import PlanRequest, build_env
+    from kdist.model import Host, VersionInfo
+
+    host = Host("h", "h", env={"PATH": "/opt/go/bin"})
+    req = PlanRequest((Platform("linux", "386"),), KUBERNETES, "/src", "t", VersionInfo("v1"))
+    assert build_env(host, req)["PATH"] == "/opt/go/bin"
+    boxed = build_env(host, dataclasses.replace(req, containerized=True))
+    assert "PATH" not in boxed and boxed["KDIST_VERSION"] == "v1"
+
+
+def test_journal_key_changes_with_the_image() -> None:
+    """A new build image (a new id for the same name) changes every slice's journal key."""
+    from kdist.config.profile import KUBERNETES
+    from kdist.engine.journal import slice_key
+    from kdist.model import Slice, VersionInfo
+
+    slc = Slice(Platform("linux", "386"), "h1", True, "/w", ("make",), "/w/out")
+    keys = {
+        slice_key("tree", slc, KUBERNETES, VersionInfo("v1"), (), image)
+        for image in ("", "cross:1@sha256:aa", "cross:1@sha256:bb")
+    }
+    assert len(keys) == 3
+
+
+def test_head_images_key_names_each_image_and_its_id() -> None:
+    """The journal's container key has every image name with the head node's id ('?' if none)."""
+    spec = ContainerSpec("cross:1", {"linux/arm64": "cross-arm:1"})
+    head = container.HeadImages(None, {"cross:1": container.HeadImage("cross:1", "sha256:aa",
+                                                                      Platform("linux", "amd64"))})
+    assert head.key(spec) == "cross-arm:1@? cross:1@sha256:aa"
