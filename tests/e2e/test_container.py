@@ -188,7 +188,7 @@ def test_host_that_cannot_use_its_socket_moves_the_slice(
     stale.touch()  # a plain file where the socket should be
     inventory = tmp_path / "inventory.yaml"
     text = boxes.inventory_path.read_text()
-    inventory.write_text(text.replace("  h1:\n", f"  h1:\n    docker_socket: \"{stale}\"\n"))
+    inventory.write_text(text.replace("  h1:\n", f'  h1:\n    docker_socket: "{stale}"\n'))
     source = boxed_project(tmp_path / "copy", build_image[0], COPY_GOFMT)
     ran = release(source, hosts=inventory, env=env)
     assert ran.code == 0, ran.stderr + ran.stdout
@@ -201,9 +201,12 @@ def test_image_is_sent_once_to_a_host_that_lacks_it(
     env: dict[str, str], build_image: tuple[str, str], gocache: Path, tmp_path: Path
 ) -> None:
     """A host whose daemon lacks the image gets it from the head node once, not on the next run."""
-    with Dockerd(tmp_path / "d2") as empty, Farm(
-        tmp_path / "farm", 1, first_address=105, gocache=gocache, docker_socket=empty.socket
-    ) as lonely:
+    with (
+        Dockerd(tmp_path / "d2") as empty,
+        Farm(
+            tmp_path / "farm", 1, first_address=105, gocache=gocache, docker_socket=empty.socket
+        ) as lonely,
+    ):
         source = boxed_project(tmp_path / "copy", build_image[0], COPY_GOFMT)
         first = release(source, hosts=lonely.inventory_path, env=env)
         second = release(source, "--rebuild", hosts=lonely.inventory_path, env=env)

@@ -64,8 +64,19 @@ def test_build_image_runs_make_and_go(dockerd: Dockerd, build_image: tuple[str, 
     """The session build image has make, bash and a Go that does not download toolchains."""
     tag, image = build_image
     assert image.startswith("sha256:")
-    out = docker(dockerd, "run", "--rm", "--network", "none", "--user", "4321:4321", tag,
-                 "sh", "-c", "make --version | head -1; bash -c 'echo ${BASH_VERSINFO[0]}'; go env GOTOOLCHAIN")
+    out = docker(
+        dockerd,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "4321:4321",
+        tag,
+        "sh",
+        "-c",
+        "make --version | head -1; bash -c 'echo ${BASH_VERSINFO[0]}'; go env GOTOOLCHAIN",
+    )
     lines = out.splitlines()
     assert lines[0].startswith("GNU Make")
     assert lines[1].isdigit()

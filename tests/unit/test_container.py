@@ -22,8 +22,9 @@ BOX = container.Box(
     user="1000:1000",
     network="none",
     volume="kdist-cache-kubernetes-1000",
-    labels=container.labels(run="r1", attempt="r1-linux-386-1", tree="k8s-123", host="h1",
-                            project="kubernetes"),
+    labels=container.labels(
+        run="r1", attempt="r1-linux-386-1", tree="k8s-123", host="h1", project="kubernetes"
+    ),
 )
 
 
@@ -37,7 +38,9 @@ def test_image_for_prefers_the_per_platform_name() -> None:
 def test_cache_volume_is_per_project_and_uid() -> None:
     """Two builder uids on one daemon never share (and fight over) one cache volume."""
     assert container.cache_volume("kubernetes", "1000:1000") == "kdist-cache-kubernetes-1000"
-    assert container.cache_volume("kubernetes", "0:0") != container.cache_volume("kubernetes", "1000:1000")
+    assert container.cache_volume("kubernetes", "0:0") != container.cache_volume(
+        "kubernetes", "1000:1000"
+    )
 
 
 def test_box_runs_as_the_owner_without_network_with_init_and_autoremove() -> None:
@@ -72,7 +75,10 @@ def test_docker_run_words_say_everything_that_matters() -> None:
         ("ok\n", ""),
         ("missing\n", "no docker socket at /s"),
         ("not-a-socket\n", "/s is not a socket"),
-        ("denied builder srw-rw---- 0 998\n", "builder may not use the docker socket /s (srw-rw---- 0 998)"),
+        (
+            "denied builder srw-rw---- 0 998\n",
+            "builder may not use the docker socket /s (srw-rw---- 0 998)",
+        ),
         ("", "cannot check the docker socket /s: no answer"),
     ],
 )
@@ -115,7 +121,10 @@ def test_box_script_kills_everything_when_stdin_closes() -> None:
     """The in-container watchdog ends the build when its stdin reaches EOF."""
     proc = subprocess.Popen(
         container.boxed(["sh", "-c", "echo started; sleep 30"]),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline() == "started\n"
@@ -139,12 +148,15 @@ def test_profile_container_as_a_name_or_a_mapping() -> None:
     from kdist.model import Profile
 
     short = _profile(GENERIC + "container: cross:1\n")
-    full = _profile(GENERIC + "container:\n  image: cross:1\n  images: {linux/arm64: cross-arm:1}\n"
-                    "  dockerfile: build/Dockerfile\n  network: host\n")
+    full = _profile(
+        GENERIC + "container:\n  image: cross:1\n  images: {linux/arm64: cross-arm:1}\n"
+        "  dockerfile: build/Dockerfile\n  network: host\n"
+    )
     assert isinstance(short, Profile) and isinstance(full, Profile)
     assert short.container == ContainerSpec(image="cross:1")
-    assert full.container == ContainerSpec("cross:1", {"linux/arm64": "cross-arm:1"},
-                                           "build/Dockerfile", "host")
+    assert full.container == ContainerSpec(
+        "cross:1", {"linux/arm64": "cross-arm:1"}, "build/Dockerfile", "host"
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,7 +165,10 @@ def test_profile_container_as_a_name_or_a_mapping() -> None:
         ("container: {images: {}}\n", "container.image: is required"),
         ("container: '-rm'\n", "container: '-rm' is not an image name"),
         ("container: {image: x, images: {linux/x: y}}\n", "container.images.linux/x: unknown arch"),
-        ("container: {image: x, dockerfile: /etc/Dockerfile}\n", "container.dockerfile: must be a path inside"),
+        (
+            "container: {image: x, dockerfile: /etc/Dockerfile}\n",
+            "container.dockerfile: must be a path inside",
+        ),
         ("container: {image: x, volumes: []}\n", "container.volumes: unknown key"),
     ],
 )
@@ -175,7 +190,10 @@ def test_kube_cross_image_follows_upstream_overrides() -> None:
     assert kube_cross_image("v1\n", {"KUBE_BASE_IMAGE_REGISTRY": "r.example/b"}) == (
         "r.example/b/kube-cross:v1"
     )
-    assert kube_cross_image(None, {"KUBE_CROSS_IMAGE": "mine", "KUBE_CROSS_VERSION": "v2"}) == "mine:v2"
+    assert (
+        kube_cross_image(None, {"KUBE_CROSS_IMAGE": "mine", "KUBE_CROSS_VERSION": "v2"})
+        == "mine:v2"
+    )
     with pytest.raises(ValueError, match="KUBE_CROSS_VERSION"):
         kube_cross_image(None, {})
 
@@ -230,6 +248,7 @@ def test_journal_key_changes_with_the_image() -> None:
 def test_head_images_key_names_each_image_and_its_id() -> None:
     """The journal's container key has every image name with the head node's id ('?' if none)."""
     spec = ContainerSpec("cross:1", {"linux/arm64": "cross-arm:1"})
-    head = container.HeadImages(None, {"cross:1": container.HeadImage("cross:1", "sha256:aa",
-                                                                      Platform("linux", "amd64"))})
+    head = container.HeadImages(
+        None, {"cross:1": container.HeadImage("cross:1", "sha256:aa", Platform("linux", "amd64"))}
+    )
     assert head.key(spec) == "cross-arm:1@? cross:1@sha256:aa"
