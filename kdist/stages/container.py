@@ -263,6 +263,12 @@ def save_image(name: str) -> Iterator[bytes]:
     return chunks
 
 
+def _remove_volume(volume: Any) -> None:  # noqa: ANN401 - the SDK's Volume
+    """Remove a volume; one already gone (another host of the same daemon won) is fine."""
+    with contextlib.suppress(docker.errors.NotFound):
+        volume.remove(force=True)
+
+
 def _frames(sock: Any) -> Iterator[bytes]:  # noqa: ANN401 - the SDK's raw socket
     for _stream, data in frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
         yield data
@@ -471,7 +477,7 @@ class DockerHost:
             filters={"label": f"{LABEL}.project={project}"},
         )
         for volume in volumes:
-            await self._call(f"remove volume {volume.name}", volume.remove, force=True)
+            await self._call(f"remove volume {volume.name}", _remove_volume, volume)
         return [str(v.name) for v in volumes]
 
     async def run(self, box: Box, sink: LineSink | None, attempt: str) -> CommandResult:
