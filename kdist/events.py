@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kdist.model import Plan, SliceResult
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run begins: what the head of the live view says."""
+
+    project: str
+    version: str
+    run_id: str
+    hosts: tuple[str, ...]  # hosts with work in the plan
+    platforms: tuple[str, ...]
+    output: str
+    started: float  # Unix time
+    capacity: Mapping[str, int] = field(default_factory=dict)  # host -> slices at once
+    expected: Mapping[str, float] = field(default_factory=dict)  # slice key -> seconds it took
 
 
 @dataclass(frozen=True)
@@ -21,6 +37,8 @@ class PhaseStarted:
 
     key: str  # Slice.key
     phase: str
+    host: str = ""  # the host of this attempt ('' when it did not change)
+    attempt: int = 0  # 1 for the first host, 2 after one move, ... (0: unchanged)
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,30 @@ class OutputLine:
 
     key: str
     line: str
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Bytes a transfer has moved so far: a host's sync (key '') or a slice's pull."""
+
+    host: str
+    key: str
+    direction: str  # sync | pull
+    done: int  # bytes so far, on the wire
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Span:
+    """A phase that ended, with when it ran: what --timeline draws."""
+
+    phase: str  # connect lock sync build pull package tests publish
+    host: str  # '' for the head node
+    key: str  # the slice, '' for a host's own phases (connect, lock, sync)
+    start: float  # Unix time
+    end: float
+    ok: bool = True
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +96,17 @@ class RunFinished:
     summary: dict[str, object] = field(default_factory=dict)
 
 
-Event = PlanReady | PhaseStarted | OutputLine | SliceFinished | Note | RunFinished
+Event = (
+    RunStarted
+    | PlanReady
+    | PhaseStarted
+    | OutputLine
+    | Transfer
+    | Span
+    | SliceFinished
+    | Note
+    | RunFinished
+)
 
 
 class Reporter(Protocol):

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,10 +30,11 @@ from kdist.config.inventory import HOSTS_ENV, load_inventory
 from kdist.config.profile import build_template, choose_profile, container_spec
 from kdist.config.version import compute_version
 from kdist.engine import check, pipeline
-from kdist.engine.job import Job
+from kdist.engine.job import Job, RunResult
 from kdist.engine.prepare import Connections, TransportFactory, prepare
+from kdist.engine.timeline import TimelineRecorder
 from kdist.errors import ConfigError, ExitStatus, KdistError
-from kdist.events import RunFinished
+from kdist.events import Reporter, RunFinished
 from kdist.model import (
     LOCAL_HOST,
     ContainerSpec,
@@ -136,6 +138,7 @@ def print_json(doc: dict[str, Any]) -> None:
 
 async def build_or_release(opts: ReleaseOptions | BuildOptions, display: Display) -> ExitStatus:
     """`release`, `quick-release` and `build`: plan, run, report (or with -n, only plan)."""
+    started = time.time()
     job, hosts = make_job(opts)
     factory = _factory(opts.run.farm)
     reporter = make_reporter(json_mode=display.json, quiet=display.quiet)
@@ -146,9 +149,12 @@ async def build_or_release(opts: ReleaseOptions | BuildOptions, display: Display
                 the_plan = (await prepare(job, hosts, conns, reporter)).plan
             finally:
                 await conns.close()
-            return _show_plan(job, hosts, the_plan, display)
-        result = await pipeline.run(job, hosts, factory, reporter)
+            return _show_plan(job, hosts, the_plan, display, started)
+        result = await _run(job, hosts, factory, reporter, opts.run.timeline)
         doc = documents.run_summary(job, result)
+        if opts.run.timeline is not None:
+            doc["timeline"] = str(opts.run.timeline)
+        doc["document"] = str(_write_document(job.output, doc))
         reporter.emit(RunFinished(result.ok, doc))
     finally:
         reporter.close()
@@ -157,8 +163,37 @@ async def build_or_release(opts: ReleaseOptions | BuildOptions, display: Display
     return documents.exit_status(result)
 
 
-def _show_plan(job: Job, hosts: Sequence[Host], the_plan: Plan, display: Display) -> ExitStatus:
-    doc = documents.plan_summary(job, hosts, the_plan)
+async def _run(
+    job: Job,
+    hosts: Sequence[Host],
+    factory: TransportFactory,
+    reporter: Reporter,
+    timeline: Path | None,
+) -> RunResult:
+    """The pipeline, and with --timeline the trace of its phases (even of a failed run)."""
+    if timeline is None:
+        return await pipeline.run(job, hosts, factory, reporter)
+    recorder = TimelineRecorder(reporter)
+    try:
+        return await pipeline.run(job, hosts, factory, recorder)
+    finally:
+        recorder.write(timeline)
+
+
+def _write_document(output: Path, doc: dict[str, Any]) -> Path:
+    """OUTPUT/logs/run.json: the run's document, whether or not --json printed it."""
+    path = output / documents.LOGS / documents.RUN_DOCUMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**doc, "document": str(path)}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _show_plan(
+    job: Job, hosts: Sequence[Host], the_plan: Plan, display: Display, started: float
+) -> ExitStatus:
+    doc = documents.plan_summary(job, hosts, the_plan, started, time.time())
     if display.json:
         print_json(doc)
         return ExitStatus.OK

@@ -1,8 +1,14 @@
-"""Pure views of a plan and of a run: the JSON documents and the exit status."""
+"""Pure views of a plan and of a run: the JSON documents and the exit status.
+
+Every document has `schema_version` and `kind`; `document.schema.json` beside this module is
+the JSON Schema they follow (a test validates real documents against it). A change that
+removes or renames a field, or changes its meaning, raises SCHEMA_VERSION.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +21,33 @@ from kdist.remote.argv import in_dir, rsync_push, to_shell
 if TYPE_CHECKING:
     from kdist.engine.job import Job, RunResult
 
+SCHEMA_VERSION = 1
+LOGS = "logs"  # OUTPUT/logs: a log per slice, and RUN_DOCUMENT
+RUN_DOCUMENT = "run.json"  # OUTPUT/logs/run.json: the last run's document, as --json prints it
+SCHEMA = Path(__file__).with_name("document.schema.json")
 
-def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, Any]:
+
+def timestamp(unix: float) -> str:
+    """A Unix time as RFC 3339 UTC with milliseconds (`2026-01-02T03:04:05.678Z`)."""
+    moment = datetime.fromtimestamp(unix, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(kind: str, started: float, finished: float, status: ExitStatus) -> dict[str, Any]:
+    """The fields every document starts with: what it is, when, and how the command ended."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "started": timestamp(started),
+        "finished": timestamp(finished),
+        "exit_status": int(status),
+        "exit_class": status.name.lower(),
+    }
+
+
+def plan_summary(
+    job: Job, hosts: Sequence[Host], the_plan: Plan, started: float, finished: float
+) -> dict[str, Any]:
     """The plan as data: per slice the exact command sent, per host the sync and the env."""
     by_name = {h.name: h for h in hosts}
     slices = [
@@ -36,6 +67,7 @@ def plan_summary(job: Job, hosts: Sequence[Host], the_plan: Plan) -> dict[str, A
             doc["container_command"] = to_shell(_container_words(job, s, the_plan))
     host_docs = [_host_doc(job, by_name[name], the_plan) for name in the_plan.hosts]
     return {
+        **envelope("plan", started, finished, ExitStatus.OK),
         "project": job.profile.name,
         "version": job.version.version,
         "source": str(job.source),
@@ -112,7 +144,7 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
     }
 
 
-def _slice_doc(r: SliceResult) -> dict[str, Any]:
+def _slice_doc(job: Job, r: SliceResult) -> dict[str, Any]:
     return {
         "platform": str(r.slice.platform),
         "host": r.slice.host,
@@ -126,6 +158,7 @@ def _slice_doc(r: SliceResult) -> dict[str, Any]:
         "attempts": r.attempts,
         "reused": r.reused,
         "image": r.image,
+        "binaries": str(job.dest(r.slice.platform)),
         "artifacts": [{"path": a.path, "sha256": a.sha256, "size": a.size} for a in r.artifacts],
     }
 
@@ -143,16 +176,21 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
     else:
         title = f"FAILED: packaging: {result.package_error}"
     return {
+        **envelope("run", result.started, result.finished, exit_status(result)),
         "ok": result.ok,
         "title": title,
+        "command": "release" if job.package else "build",
+        "run_id": result.run_id,
         "project": job.profile.name,
         "version": job.version.version,
+        "tree_state": job.version.tree_state,
         "output": str(job.output),
+        "logs": str(job.output / LOGS),
         "plan": [
             {"platform": str(s.platform), "host": s.host, "cross": s.cross}
             for s in result.plan.slices
         ],
-        "slices": [_slice_doc(r) for r in result.results],
+        "slices": [_slice_doc(job, r) for r in result.results],
         "tarballs": [
             {"name": name, "path": str(Path(job.output, "release-tars", name)), "sha256": digest}
             for name, digest in result.tarballs

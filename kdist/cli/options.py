@@ -61,6 +61,7 @@ class RunOptions:
     host: str | None = None  # --host: every slice on this inventory host
     dry_run: bool = False
     container: bool | None = None  # --container / --native; None: the profile decides
+    timeline: Path | None = None  # --timeline: the run's phases as a Chrome trace
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="fail instead of cross-compiling a platform without a native host",
     )
     p.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE",
+        help="write the run's phases per host and slice as a Chrome trace (Perfetto opens it)",
+    )
+    p.add_argument(
         "--slice-timeout",
         type=float,
         metavar="SECONDS",
@@ -351,9 +358,7 @@ def _build(given: Mapping[str, Any]) -> BuildOptions:
     if len(chosen) > 1:
         msg = "--platform: give exactly one os/arch"
         raise ConfigError(msg)
-    return BuildOptions(
-        _run(given), chosen[0] if chosen else None, tuple(given.get("what", ()))
-    )
+    return BuildOptions(_run(given), chosen[0] if chosen else None, tuple(given.get("what", ())))
 
 
 def _package(given: Mapping[str, Any]) -> PackageOptions:

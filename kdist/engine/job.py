@@ -100,6 +100,9 @@ class RunResult:
     tests: CommandResult | None = None  # the unit test run, when the job asked for one
     test_error: str = ""
     images: list[BuiltImage] = field(default_factory=list)  # server images, when made
+    run_id: str = ""
+    started: float = 0.0  # Unix time
+    finished: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ same digests and the right architecture, reuses them instead of building again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -98,6 +99,7 @@ class JournalEntry:
     command: str
     artifacts: tuple[Artifact, ...]
     image: str = ""  # the build image's id (container builds)
+    duration: float = 0.0  # seconds the slice took, for the next run's ETA
 
 
 class Journal:
@@ -113,8 +115,9 @@ class Journal:
             for platform, e in raw.get("slices", {}).items():
                 arts = tuple(Artifact(**a) for a in e["artifacts"])
                 self.entries[platform] = JournalEntry(
-                    e["key"], e["host"], e["toolchain"], e["command"], arts, e.get("image", "")
-                )
+                    e["key"], e["host"], e["toolchain"], e["command"], arts,
+                    e.get("image", ""), float(e.get("duration", 0.0)),
+                )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError):
             self.entries = {}
 
@@ -200,6 +203,17 @@ class Memo:
         tree = await asyncio.to_thread(tree_digest, job.source)
         return cls(Journal(job.output), tree, container)
 
+    def durations(self) -> dict[str, float]:
+        """Seconds each slice (by key) took when it was last built, as far as the journal knows."""
+        if self.journal is None:
+            return {}
+        found = {}
+        for platform, entry in self.journal.entries.items():
+            with contextlib.suppress(ValueError):  # a damaged entry only costs the estimate
+                if entry.duration > 0:
+                    found[Platform.parse(platform).dashed] = entry.duration
+        return found
+
     def _key(self, job: Job, slc: Slice) -> str:
         return slice_key(self.tree, slc, job.profile, job.version, job.what, self.container)
 
@@ -216,9 +230,7 @@ class Memo:
         if arts is None:
             return None
         image = self.journal.entries[str(slc.platform)].image
-        return SliceResult(
-            slc, Status.OK, 0.0, "reused", "", log, arts, reused=True, image=image
-        )
+        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True, image=image)
 
     def forget(self, slc: Slice) -> None:
         """The slice's binaries are about to be replaced: its entry no longer holds."""
@@ -236,6 +248,7 @@ class Memo:
             command=to_shell(result.slice.argv),
             artifacts=result.artifacts,
             image=result.image,
+            duration=round(result.duration, 3),
         )
         self.journal.record(slc.platform, entry)
 

@@ -22,6 +22,7 @@ from kdist.engine.journal import Memo
 from kdist.engine.logtail import excerpt, stamp
 from kdist.engine.prepare import Connections, Prepared, TransportFactory, prepare
 from kdist.engine.scheduler import HostSession, Scheduler
+from kdist.engine.timeline import span
 from kdist.errors import (
     CommandFailed,
     ConnectError,
@@ -36,11 +37,13 @@ from kdist.events import (
     PhaseStarted,
     PlanReady,
     Reporter,
+    RunStarted,
     SliceFinished,
 )
 from kdist.model import (
     Host,
     Layout,
+    Plan,
     Slice,
     SliceResult,
     Status,
@@ -86,17 +89,19 @@ async def execute(
     conns: Connections,
     reporter: Reporter,
     images: ImagePlan | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Run every slice of the plan; package as platforms arrive; publish when all are done."""
     the_plan = prepared.plan
     reporter = NoteKeeper(reporter)
-    reporter.emit(PlanReady(the_plan))
-    for note in the_plan.notes:
-        reporter.emit(Note(note))
-    run_id = secrets.token_hex(4)
+    run_id, started = secrets.token_hex(4), time.time() if started is None else started
     boxes = await _container_setup(job, run_id)
     memo = await Memo.open(job, boxes.head.key(boxes.spec) if boxes else "")
     memo.images = images.identity() if images is not None else []
+    reporter.emit(_run_started(job, the_plan, hosts, run_id, started, memo))
+    reporter.emit(PlanReady(the_plan))
+    for note in the_plan.notes:
+        reporter.emit(Note(note))
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:
         reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
@@ -121,12 +126,13 @@ async def execute(
     finally:
         if boxes is not None:
             boxes.head.close()
-    outcome = RunResult(the_plan, results, notes=reporter.notes)
+    outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id, started=started)
     if published is not None:
         outcome.tarballs = published  # the tests passed for exactly these inputs already
     else:
         await _conclude(job, outcome, sched, packager, memo, reporter)
     await sched.release()
+    outcome.finished = time.time()
     return outcome
 
 
@@ -137,8 +143,23 @@ async def _container_setup(job: Job, run_id: str) -> container.Setup | None:
     from kdist.stages import container  # docker is imported only for container builds
 
     head = await asyncio.to_thread(container.HeadImages.load, job.container)
-    return container.Setup(
-        job.container, head, job.source, job.profile.name, job.tree_id, run_id
+    return container.Setup(job.container, head, job.source, job.profile.name, job.tree_id, run_id)
+
+
+def _run_started(
+    job: Job, the_plan: Plan, hosts: Sequence[Host], run_id: str, started: float, memo: Memo
+) -> RunStarted:
+    """The live view's header: what runs where, and how long it took last time."""
+    return RunStarted(
+        project=job.profile.name,
+        version=job.version.version,
+        run_id=run_id,
+        hosts=the_plan.hosts,
+        platforms=tuple(str(s.platform) for s in the_plan.slices),
+        output=str(job.output),
+        started=started,
+        capacity={h.name: h.capacity for h in hosts},
+        expected=memo.durations(),
     )
 
 
@@ -181,7 +202,8 @@ async def _conclude(
     if job.run_tests and job.profile.test and outcome.ok:
         await run_tests(job, sched, outcome, reporter)
     if packager is not None:
-        await packager.finish(outcome)
+        with span(reporter, "publish", ""):
+            await packager.finish(outcome)
         if outcome.ok:
             memo.remember_release(job, outcome.results)
 
@@ -195,19 +217,20 @@ async def _setup_host(
 ) -> None:
     """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
     workdir = plan.tree_workdir(session.host, job.request())
+    name = session.host.name
     if not session.host.local:
         wait = job.limits.lock_wait
-        session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
-    await sync.sync_tree(session.transport, job.source, workdir)
+        with span(reporter, "lock", name):
+            session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
+    with span(reporter, "sync", name):
+        await sync.sync_tree(session.transport, job.source, workdir)
     if boxes is not None:
         from kdist.stages import container
 
         def note(text: str) -> None:
             reporter.emit(Note(text))
 
-        runner, session.toolchain = await container.prepare(
-            session.transport, workdir, boxes, note
-        )
+        runner, session.toolchain = await container.prepare(session.transport, workdir, boxes, note)
         session.runner, session.image = runner, runner.image.id
     else:
         version = await session.transport.run(["go", "version"], env=session.env)
@@ -236,7 +259,7 @@ async def _slice_task(
     log_path.write_text("")
     memo.forget(slc)
     while True:
-        result = await _attempt(job, current, sched, reporter, f"{run_id}-{slc.key}-{attempt}")
+        result = await _attempt(job, current, sched, reporter, run_id, attempt)
         if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
             break
         sched.exclude(current.host, result.error.splitlines()[0] if result.error else "failed")
@@ -266,7 +289,8 @@ async def _finish(
     if result.ok and packager is not None:
         try:
             reporter.emit(PhaseStarted(slc.key, "package"))
-            await packager.platform(slc.platform)
+            with span(reporter, "package", "", slc.key):
+                await packager.platform(slc.platform)
         except (KdistError, OSError) as exc:
             result = _failed(result.slice, "package", exc, 0.0, str(log_path))
     lines = () if result.ok else tuple(excerpt(log_path))
@@ -278,9 +302,10 @@ async def _finish(
 
 
 async def _attempt(
-    job: Job, slc: Slice, sched: Scheduler, reporter: Reporter, attempt_id: str
+    job: Job, slc: Slice, sched: Scheduler, reporter: Reporter, run_id: str, number: int
 ) -> SliceResult:
     """One attempt of one slice on one host: set up the host, build, pull and verify."""
+    attempt_id = f"{run_id}-{slc.key}-{number}"
     log_path = job.output / "logs" / f"{slc.key}.log"
     start = time.monotonic()
     phase = "sync"
@@ -289,35 +314,36 @@ async def _attempt(
         sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
              + (" (cross)" if slc.cross else ""))  # fmt: skip
         try:
-            reporter.emit(PhaseStarted(slc.key, phase))
+            reporter.emit(PhaseStarted(slc.key, phase, slc.host, number))
             session = await sched.session(slc.host)
             if session.gate.locked():  # the host is busy with `capacity` other slices
                 reporter.emit(PhaseStarted(slc.key, "queued"))
             async with session.gate:
                 phase = "build"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                built = await build_slice(
-                    session.transport,
-                    slc,
-                    session.env,
-                    sink,
-                    attempt_id,
-                    job.deadlines,
-                    session.runner,
-                )
+                with span(reporter, "build", slc.host, slc.key, attempt_id):
+                    built = await build_slice(
+                        session.transport,
+                        slc,
+                        session.env,
+                        sink,
+                        attempt_id,
+                        job.deadlines,
+                        session.runner,
+                    )
                 if not built.ok:
                     raise _build_error(slc, built.returncode, built.tail(10))
                 phase = "pull"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                expected = job.expected(slc.platform)
-                artifacts = await collect_slice(
-                    session.transport,
-                    slc,
-                    job.dest(slc.platform),
-                    expected,
-                    job.artifact_root,
-                    attempt_id,
-                )
+                with span(reporter, "pull", slc.host, slc.key, attempt_id):
+                    artifacts = await collect_slice(
+                        session.transport,
+                        slc,
+                        job.dest(slc.platform),
+                        job.expected(slc.platform),
+                        job.artifact_root,
+                        attempt_id,
+                    )
         except (KdistError, OSError) as exc:
             for line in f"{phase} failed: {exc}".splitlines():  # the tail repeats the log
                 sink(f"# kdist: {line}")
@@ -380,11 +406,12 @@ async def run(
     job: Job, hosts: Sequence[Host], factory: TransportFactory, reporter: Reporter
 ) -> RunResult:
     """Plan and run a job end to end; connections are closed whatever happens."""
-    conns = Connections(factory)
+    started = time.time()
+    conns = Connections(factory, reporter)
     try:
         image_plan = await plan_images(job)  # a missing base image fails before any build
         prepared = await prepare(job, hosts, conns, reporter)
-        return await execute(job, prepared, hosts, conns, reporter, image_plan)
+        return await execute(job, prepared, hosts, conns, reporter, image_plan, started)
     finally:
         with contextlib.suppress(Exception):
             await conns.close()

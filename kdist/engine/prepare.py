@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from kdist.engine import plan
 from kdist.engine.job import Job
+from kdist.engine.timeline import span
 from kdist.errors import ConnectError, KdistError, PlanError
-from kdist.events import Note, Reporter
+from kdist.events import Note, NullReporter, Reporter
 from kdist.model import Host, Plan, Platform
 from kdist.remote.probe import probe_host
 from kdist.transport import Transport
@@ -29,8 +30,9 @@ class Prepared:
 class Connections:
     """One transport per host, opened at most once per run and closed together."""
 
-    def __init__(self, factory: TransportFactory) -> None:
+    def __init__(self, factory: TransportFactory, reporter: Reporter | None = None) -> None:
         self._factory = factory
+        self._reporter = reporter or NullReporter()  # hears of every connect (--timeline)
         self._open: dict[str, Transport] = {}
 
     async def open(self, hosts: Sequence[Host]) -> dict[str, str]:
@@ -42,7 +44,8 @@ class Connections:
     async def _connect(self, host: Host) -> str:
         transport = self._factory(host)
         try:
-            await transport.connect()
+            with span(self._reporter, "connect", host.name):
+                await transport.connect()
         except KdistError as exc:
             await transport.close()
             return str(exc)

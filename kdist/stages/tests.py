@@ -9,6 +9,7 @@ from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
 from kdist.engine.logtail import stamp
 from kdist.engine.scheduler import Scheduler
+from kdist.engine.timeline import span
 from kdist.errors import KdistError
 from kdist.events import Note, Reporter
 from kdist.remote.argv import to_shell
@@ -25,23 +26,24 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
     with log_path.open("w", encoding="utf-8") as log:
         log.write(stamp(f"$ {command}") + "\n")
         try:
-            session = await sched.session(name)
-            workdir = plan.tree_workdir(session.host, job.request())
+            with span(reporter, "tests", name):
+                session = await sched.session(name)
+                workdir = plan.tree_workdir(session.host, job.request())
 
-            def sink(line: str) -> None:
-                print(stamp(line), file=log)
+                def sink(line: str) -> None:
+                    print(stamp(line), file=log)
 
-            if session.runner is not None:  # in the build container, like the builds
-                result = await asyncio.wait_for(
-                    session.runner.run(job.profile.test, workdir, session.env, sink,
-                                       f"test-{secrets.token_hex(4)}", 10),
-                    job.limits.slice_timeout,
-                )  # fmt: skip
-            else:
-                result = await session.transport.run(
-                    job.profile.test, cwd=workdir, env=session.env, sink=sink,
-                    timeout=job.limits.slice_timeout,
-                )  # fmt: skip
+                if session.runner is not None:  # in the build container, like the builds
+                    result = await asyncio.wait_for(
+                        session.runner.run(job.profile.test, workdir, session.env, sink,
+                                           f"test-{secrets.token_hex(4)}", 10),
+                        job.limits.slice_timeout,
+                    )  # fmt: skip
+                else:
+                    result = await session.transport.run(
+                        job.profile.test, cwd=workdir, env=session.env, sink=sink,
+                        timeout=job.limits.slice_timeout,
+                    )  # fmt: skip
         except KdistError as exc:
             outcome.test_error = f"{name}: unit tests could not run: {exc}"
             return

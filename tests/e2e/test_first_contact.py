@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
+from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from kdist.cli import documents
 from kdist.testing.devfarm import Farm
-from tests.helpers import kdist, make_project
+from tests.helpers import Ran, git, kdist, make_project
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +116,67 @@ def test_no_rule_to_make_target_reaches_stdout(farm: Farm, tmp_path: Path) -> No
     ).json  # fmt: skip
     (failed,) = doc["slices"]
     assert any("No rule to make target 'nosuchtool'" in ln for ln in failed["log_tail"])
+
+
+def _schema() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(documents.SCHEMA.read_text()))
+
+
+@pytest.fixture(scope="module")
+def traced(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, Path]:
+    """A generic release of two platforms on two hosts, with unit tests and --timeline."""
+    source = make_project("generic", tmp_path_factory.mktemp("traced") / "cri-tools", "v0.9.1")
+    with (source / "kdist.yaml").open("a") as profile:
+        profile.write("test: make test\n")
+    git(source, "commit", "-q", "-a", "-m", "unit tests")
+    git(source, "tag", "v0.9.2")
+    timeline = source.parent / "timeline.json"
+    ran = kdist(
+        "release", "--source", source, "--hosts", farm.inventory_path,
+        "--platforms", "linux/amd64,linux/arm64", "--timeline", timeline,
+    )  # fmt: skip
+    return ran, source, timeline
+
+
+def test_timeline_has_one_complete_span_per_phase_per_slice(
+    traced: tuple[Ran, Path, Path],
+) -> None:
+    """--timeline: connect/lock/sync per host, build/pull/package per slice, tests, publish."""
+    ran, _, timeline = traced
+    assert ran.code == 0, ran.stderr + ran.stdout
+    doc = json.loads(timeline.read_text())
+    spans = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+    assert all(e["dur"] > 0 and e["ts"] >= 0 and e["args"]["ok"] for e in spans)
+    per_slice = Counter((e["name"], e["args"]["slice"]) for e in spans if e["args"]["slice"])
+    assert per_slice == {
+        (phase, key): 1
+        for phase in ("build", "pull", "package")
+        for key in ("linux-amd64", "linux-arm64")
+    }
+    per_host = Counter((e["name"], e["args"]["host"]) for e in spans if not e["args"]["slice"])
+    for phase in ("connect", "lock", "sync"):
+        assert per_host[(phase, "h1")] == per_host[(phase, "h2")] == 1
+    assert sum(n for (phase, _), n in per_host.items() if phase == "tests") == 1
+    assert per_host[("publish", "this machine (head node)")] == 1
+    rows = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"}
+    builds = {e["args"]["slice"]: rows[e["pid"]] for e in spans if e["name"] == "build"}
+    assert builds == {"linux-amd64": "h1", "linux-arm64": "h2"}
+
+
+def test_run_documents_follow_the_schema(farm: Farm, traced: tuple[Ran, Path, Path]) -> None:
+    """The release's OUTPUT/logs/run.json, a failed build's and a plan's --json are schema-valid."""
+    _, source, timeline = traced
+    validator = _schema()
+    written = json.loads((source / "_output/logs/run.json").read_text())
+    validator.validate(written)
+    assert written["command"] == "release"
+    assert written["timeline"] == str(timeline)
+    failed = kdist(
+        "build", "nosuchtool", "--source", source, "--hosts", farm.inventory_path,
+        "--platform", "linux/amd64", "--host", "h1", "--json",
+    )  # fmt: skip
+    validator.validate(failed.json)
+    assert (failed.json["exit_status"], failed.json["exit_class"]) == (1, "build_failed")
+    plan = kdist("release", "-n", "--json", "--source", source, "--hosts", farm.inventory_path)
+    validator.validate(plan.json)
+    assert plan.json["kind"] == "plan"
