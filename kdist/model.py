@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -86,6 +86,20 @@ def parse_platform_list(text: str) -> tuple[Platform, ...]:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One SSH server as the inventory and ssh_config resolve it (what `ssh -G` would print)."""
+
+    alias: str  # the name ssh_config is asked about, as in `ssh ALIAS`
+    address: str  # where it connects: ssh_config's HostName, or the alias
+    port: int = 22
+    user: str | None = None  # None: the local user name
+    identity_files: tuple[Path, ...] = ()  # empty: the SSH client's default keys
+    known_hosts: tuple[Path, ...] = ()  # where its host key is looked up (and recorded)
+    connect_timeout: float | None = None  # ssh_config's ConnectTimeout
+    written: frozenset[str] = frozenset()  # keys the inventory set; ssh_config gave the rest
+
+
+@dataclass(frozen=True)
 class Host:
     """One build host of the inventory, with every default already applied."""
 
@@ -93,8 +107,8 @@ class Host:
     address: str
     port: int = 22
     user: str | None = None
-    identity_file: Path | None = None
-    known_hosts: Path | None = None
+    identity_files: tuple[Path, ...] = ()
+    known_hosts: tuple[Path, ...] = ()
     workdir: str = DEFAULT_WORKDIR
     capacity: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
@@ -102,8 +116,25 @@ class Host:
     labels: tuple[str, ...] = ()
     local: bool = False  # the head node itself: no SSH, builds in the source tree
     docker_socket: str = DEFAULT_DOCKER_SOCKET  # on the host; forwarded over the SSH connection
+    alias: str = ""  # the name ssh_config was asked about ("": the address)
+    jump: tuple[Endpoint, ...] = ()  # ProxyJump: the SSH servers to pass through, in order
+    connect_timeout: float | None = None
+    # The connection keys (port, user, identity_file, known_hosts) the inventory wrote: only
+    # those beat ssh_config; an unwritten port 22 is a default, not a choice.
+    written: frozenset[str] = frozenset()
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The host as an SSH server."""
+        values = {name: getattr(self, name) for name in _ENDPOINT_FIELDS}
+        return Endpoint(**{**values, "alias": self.alias or self.address})
+
+    def reached_as(self, hop: Endpoint, jump: tuple[Endpoint, ...]) -> Host:
+        """The host as ssh_config resolved it: `hop`, reached through the `jump` hosts."""
+        return replace(self, jump=jump, **{name: getattr(hop, name) for name in _ENDPOINT_FIELDS})
 
 
+_ENDPOINT_FIELDS = tuple(f.name for f in fields(Endpoint))
 LOCAL_HOST = Host(name="local", address="localhost", local=True)
 
 

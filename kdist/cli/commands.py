@@ -22,11 +22,13 @@ from kdist.cli.options import (
     Display,
     Farm,
     HostsCheckOptions,
+    HostsListOptions,
     PackageOptions,
     ReleaseOptions,
 )
 from kdist.cli.report import make_reporter, print_table
-from kdist.config.inventory import HOSTS_ENV, load_inventory
+from kdist.config.inventory import HOSTS_ENV, load_inventory, missing_known_hosts
+from kdist.config.limit import limit_hosts
 from kdist.config.profile import build_template, choose_profile, container_spec
 from kdist.config.version import compute_version
 from kdist.engine import check, pipeline
@@ -50,15 +52,32 @@ from kdist.packaging.images import RELEASE_IMAGES, ImageSettings, describe
 from kdist.packaging.tarballs import expected_tarballs
 from kdist.remote.argv import remove, remove_tree, to_shell
 from kdist.stages import publish
-from kdist.transport import Transport, open_transport
+from kdist.transport import (
+    SshOptions,
+    Transport,
+    open_transport,
+    resolve_hosts,
+    ssh_config_files,
+)
 
 
-def load_hosts(path: Path | None) -> Inventory:
-    """The inventory from --hosts or $KDIST_HOSTS; the head node alone when neither is set."""
-    path = path or (Path(os.environ[HOSTS_ENV]) if os.environ.get(HOSTS_ENV) else None)
-    if path is None:
-        return Inventory(hosts=(LOCAL_HOST,))
-    return load_inventory(path)
+def load_hosts(farm: Farm, *, connecting: bool = True) -> Inventory:
+    """The hosts of --hosts or $KDIST_HOSTS (else the head node alone), --limit applied.
+
+    Each host is resolved through ssh_config as `ssh -G` would; before a command connects,
+    every known_hosts file the hosts need must exist (unless --accept-new-host-keys).
+    """
+    path = farm.hosts or (Path(os.environ[HOSTS_ENV]) if os.environ.get(HOSTS_ENV) else None)
+    inventory = load_inventory(path) if path else Inventory(hosts=(LOCAL_HOST,))
+    hosts = limit_hosts(inventory.hosts, farm.limit) if farm.limit else inventory.hosts
+    if any(not host.local for host in hosts):
+        hosts = resolve_hosts(hosts, ssh_config_files(farm.ssh_config))
+    inventory = replace(inventory, hosts=hosts)
+    if connecting and not farm.accept_new_host_keys:
+        problems = missing_known_hosts(inventory)
+        if problems:
+            raise ConfigError("\n".join(problems))
+    return inventory
 
 
 def tree_id(source: Path) -> str:
@@ -82,7 +101,7 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
     run = opts.run
     source = run.tree.source
     profile = choose_profile(source, run.tree.profile)
-    inventory = load_hosts(run.farm.hosts)
+    inventory = load_hosts(run.farm)
     if run.host and not inventory.host(run.host):
         names = ", ".join(h.name for h in inventory.hosts)
         msg = f"--host {run.host}: not in {inventory.source} (hosts: {names})"
@@ -122,10 +141,15 @@ def _image_settings(profile: Profile, wanted: bool) -> ImageSettings | None:
 
 
 def _factory(farm: Farm) -> TransportFactory:
+    options = SshOptions(
+        connect_timeout=farm.connect_timeout,
+        accept_new_host_keys=farm.accept_new_host_keys,
+        ssh_config=ssh_config_files(farm.ssh_config),
+        on_new_key=lambda text: print(f"kdist: {text}", file=sys.stderr),
+    )
+
     def factory(host: Host) -> Transport:
-        return open_transport(
-            host, farm.connect_timeout, accept_new_host_keys=farm.accept_new_host_keys
-        )
+        return open_transport(host, options)
 
     return factory
 
@@ -223,9 +247,23 @@ def _show_plan(
     return ExitStatus.OK
 
 
+def hosts_list(opts: HostsListOptions, display: Display) -> ExitStatus:
+    """`kdist hosts list`: the hosts as kdist will reach them, without connecting."""
+    inventory = load_hosts(opts.farm, connecting=False)
+    if display.json:
+        print_json(documents.hosts_document(inventory))
+        return ExitStatus.OK
+    print_table(
+        f"kdist hosts list: {inventory.source}",
+        documents.HOST_COLUMNS,
+        [documents.host_row(host) for host in inventory.hosts],
+    )
+    return ExitStatus.OK
+
+
 async def hosts_check(opts: HostsCheckOptions, display: Display) -> ExitStatus:
     """Probe every host in parallel and print a table; non-zero when any host is unusable."""
-    inventory = load_hosts(opts.farm.hosts)
+    inventory = load_hosts(opts.farm)
     spec = _check_container(opts)
     docker: check.DaemonCheck | None = None
     if spec is not None:
@@ -266,7 +304,7 @@ async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
     """`kdist clean [--remote]`: remove SOURCE/_output, and this tree's workdir on every host."""
     source = opts.tree.source
     output = source / "_output"
-    hosts = [h for h in load_hosts(opts.farm.hosts).hosts if not h.local] if opts.remote else []
+    hosts = [h for h in load_hosts(opts.farm).hosts if not h.local] if opts.remote else []
     workdirs = {h.name: f"{h.workdir}/{tree_id(source)}" for h in hosts}
     tree, project = tree_id(source), _project(source, opts.tree.profile)
     if opts.dry_run:

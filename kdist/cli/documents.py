@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdist.engine import plan
 from kdist.errors import ExitStatus
-from kdist.model import Host, Layout, Plan, Platform, Slice, SliceResult, Status
+from kdist.model import Host, Inventory, Layout, Plan, Platform, Slice, SliceResult, Status
 from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
 from kdist.remote.argv import in_dir, rsync_push, to_shell
 
@@ -224,3 +224,51 @@ def exit_status(result: RunResult) -> ExitStatus:
     if statuses - {Status.OK}:
         return ExitStatus.INFRA_FAILED
     return ExitStatus.OK
+
+
+HOST_COLUMNS = ("host", "address", "port", "user", "platforms", "capacity", "labels", "via")
+
+
+def host_row(host: Host) -> list[str]:
+    """One row of `kdist hosts list`."""
+    if host.local:
+        return [host.name, "(this machine)", "", "", "(detect)", str(host.capacity), "", ""]
+    platforms = ",".join(map(str, host.platforms)) if host.platforms is not None else "(detect)"
+    return [
+        host.name,
+        host.address,
+        str(host.port),
+        host.user or "",
+        platforms,
+        str(host.capacity),
+        ",".join(host.labels),
+        ",".join(hop.alias for hop in host.jump),
+    ]
+
+
+def hosts_document(inventory: Inventory) -> dict[str, Any]:
+    """`kdist hosts list --json`: every host as kdist will reach it."""
+    return {"source": inventory.source, "hosts": [_listed(host) for host in inventory.hosts]}
+
+
+def _listed(host: Host) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "local": host.local,
+        "alias": host.alias or host.address,
+        "address": host.address,
+        "port": host.port,
+        "user": host.user,
+        "platforms": None if host.platforms is None else [str(p) for p in host.platforms],
+        "capacity": host.capacity,
+        "labels": list(host.labels),
+        "workdir": host.workdir,
+        "identity_files": [str(p) for p in host.identity_files],
+        "known_hosts": [str(p) for p in host.known_hosts],
+        "jump": [
+            {"alias": hop.alias, "address": hop.address, "port": hop.port, "user": hop.user}
+            for hop in host.jump
+        ],
+        "connect_timeout": host.connect_timeout,
+        "from_inventory": sorted(host.written),
+    }

@@ -84,6 +84,8 @@ async def program(invocation: options.Invocation) -> ExitStatus:
     display, command = invocation.display, invocation.command
     if isinstance(command, options.HostsCheckOptions):
         return await commands.hosts_check(command, display)
+    if isinstance(command, options.HostsListOptions):
+        return commands.hosts_list(command, display)
     if isinstance(command, options.CleanOptions):
         return await commands.clean(command, display)
     if isinstance(command, options.PackageOptions):

@@ -38,7 +38,9 @@ class Farm:
     """Which build hosts, and how to reach them."""
 
     hosts: Path | None = None  # --hosts, else $KDIST_HOSTS, else the head node alone
-    connect_timeout: float | None = None  # None: the transport's own default
+    limit: str | None = None  # --limit PATTERN, Ansible's host patterns
+    ssh_config: Path | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config
+    connect_timeout: float | None = None  # None: the host's ConnectTimeout, else 10 s
     accept_new_host_keys: bool = False
 
 
@@ -114,7 +116,21 @@ class HostsCheckOptions:
     container: bool | None = None  # --container / --native; None: the profile decides
 
 
-Command = ReleaseOptions | BuildOptions | PackageOptions | CleanOptions | HostsCheckOptions
+@dataclass(frozen=True)
+class HostsListOptions:
+    """`kdist hosts list`."""
+
+    farm: Farm = field(default_factory=Farm)
+
+
+Command = (
+    ReleaseOptions
+    | BuildOptions
+    | PackageOptions
+    | CleanOptions
+    | HostsCheckOptions
+    | HostsListOptions
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--source", type=Path, metavar="DIR", help="default: .")
     check.add_argument("--profile", type=Path, metavar="FILE", help="default: SOURCE/kdist.yaml")
     _mode_options(check)
+    _farm_options(_command(hosts_sub, "list", "print the resolved hosts, connect to nothing"))
     return parser
 
 
@@ -176,13 +193,26 @@ def _farm_options(p: argparse.ArgumentParser) -> None:
         "--hosts",
         type=Path,
         metavar="FILE",
-        help=f"inventory YAML (default: ${HOSTS_ENV}, else this machine alone)",
+        help="inventory: kdist YAML, Ansible YAML or INI, or ansible:FILE "
+        f"(default: ${HOSTS_ENV}, else this machine alone)",
+    )
+    p.add_argument(
+        "--limit",
+        metavar="PATTERN",
+        help="only these hosts, as Ansible's --limit: names, groups/labels, globs, a:b, !x, &y",
+    )
+    p.add_argument(
+        "--ssh-config",
+        type=Path,
+        metavar="FILE",
+        help="read this ssh_config instead of ~/.ssh/config and /etc/ssh/ssh_config (as ssh -F)",
     )
     p.add_argument(
         "--connect-timeout",
         type=float,
         metavar="SECONDS",
-        help="give up on a host that does not answer and log in within this time",
+        help="give up on a host that does not answer and log in within this time "
+        "(default: its ConnectTimeout in ssh_config, else 10)",
     )
     p.add_argument(
         "--accept-new-host-keys",
@@ -306,6 +336,8 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
     display = _pick(Display, given)
     name = given.pop("command")
     if name == "hosts":
+        if given.pop("hosts_command") == "list":
+            return Invocation(display, HostsListOptions(_pick(Farm, given)))
         hosts = _pick(HostsCheckOptions, given, farm=_pick(Farm, given), tree=_tree(given))
         return Invocation(display, hosts)
     convert = _COMMANDS[name]

@@ -5,8 +5,9 @@ Used by kdist's integration/e2e tests and the demo.  Every host ``hN`` is a sepa
 config, pid file, log and work directory under ``ROOT/hosts/hN/``.  One client key pair
 (``ROOT/id_ed25519``) is authorised on every host, logins are as ``root``.
 
-``start`` writes ``ROOT/inventory.yaml`` (kdist inventory format), ``ROOT/known_hosts`` and
-``ROOT/farm.json`` (the farm spec, so ``stop``/``status`` can reload it later)::
+``start`` writes ``ROOT/inventory.yaml`` (kdist inventory format), ``ROOT/known_hosts``,
+``ROOT/ssh_config`` (one alias per host) and ``ROOT/farm.json`` (the farm spec, so
+``stop``/``status`` can reload it later)::
 
     python -m kdist.testing.devfarm start /tmp/farm --hosts 3
     python -m kdist.testing.devfarm status /tmp/farm
@@ -288,6 +289,7 @@ class Farm:
         capacity: int = 1,
         gocache: Path | None = None,
         docker_socket: Path | None = None,
+        no_forwarding: Sequence[str] = (),
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -300,6 +302,8 @@ class Farm:
         if platforms is not None and any(isinstance(p, str) for p in platforms):
             raise TypeError("platforms is a list of per-host lists, e.g. [['linux/amd64']]")
         self.root = Path(root).resolve()
+        # Hosts whose sshd forwards no TCP: neither docker sockets nor ProxyJump go through them.
+        self.no_forwarding = frozenset(no_forwarding)
         self._gocache = Path(gocache).resolve() if gocache else None
         self.docker_socket = docker_socket  # every host's docker_socket (one daemon for all)
         self.count = count
@@ -323,6 +327,7 @@ class Farm:
                 )
             )
         self.inventory_path = self.root / "inventory.yaml"
+        self.ssh_config_path = self.root / "ssh_config"
         self.known_hosts_path = self.root / "known_hosts"
         self.identity_path = self.root / "id_ed25519"
         self.authorized_keys_path = self.root / "authorized_keys"
@@ -347,6 +352,7 @@ class Farm:
             port=int(spec["port"]),
             platforms=[list(p) for p in spec["platforms"]],
             capacity=int(spec["capacity"]),
+            no_forwarding=spec.get("no_forwarding", []),
         )
 
     def _write_spec(self) -> None:
@@ -357,6 +363,7 @@ class Farm:
             "port": self.port,
             "platforms": [list(h.platforms) for h in self.hosts if h.platforms],
             "capacity": self.capacity,
+            "no_forwarding": sorted(self.no_forwarding),
         }
         self.spec_path.write_text(json.dumps(spec, indent=2) + "\n")
 
@@ -418,7 +425,9 @@ class Farm:
             "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password",
             "AllowAgentForwarding no",
-            "AllowTcpForwarding local",  # docker sockets are forwarded (container builds)
+            # Docker sockets are forwarded (container builds), and any host can be a ProxyJump,
+            # except the ones told not to forward (to test what kdist says then).
+            f"AllowTcpForwarding {'no' if host.name in self.no_forwarding else 'local'}",
             "X11Forwarding no",
             "PrintMotd no",
             "PrintLastLog no",
@@ -482,6 +491,21 @@ class Farm:
             if host.platforms:
                 out.append(f"    platforms: [{', '.join(_q(p) for p in host.platforms)}]")
             out.append(f"    workdir: {_q(str(host.workdir))}")
+        return "\n".join(out) + "\n"
+
+    def ssh_config_text(self) -> str:
+        """An ssh_config with one alias per host, so `ssh h1` (and kdist) need nothing else."""
+        out = [f"# Local kdist farm {self.root}, written by kdist.testing.devfarm"]
+        for host in self.hosts:
+            out += [
+                f"Host {host.name}",
+                f"  HostName {host.address}",
+                f"  Port {host.port}",
+                "  User root",
+                f"  IdentityFile {_conf_value(str(self.identity_path))}",
+                "  IdentitiesOnly yes",
+                f"  UserKnownHostsFile {_conf_value(str(self.known_hosts_path))}",
+            ]
         return "\n".join(out) + "\n"
 
     # ------------------------------------------------------------------ processes
@@ -572,6 +596,7 @@ class Farm:
             self._check_free(host)
         self._write_known_hosts()
         self.inventory_path.write_text(self.inventory_text())
+        self.ssh_config_path.write_text(self.ssh_config_text())
         self._write_spec()
         try:
             for host in self.hosts:
@@ -727,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_status(farm)
             print(f"inventory:   {farm.inventory_path}")
             print(f"known_hosts: {farm.known_hosts_path}")
+            print(f"ssh_config:  {farm.ssh_config_path}")
             print(f"try:         {' '.join(farm.ssh_command('h1'))} uname -m")
             return 0
         farm = Farm.load(args.root)

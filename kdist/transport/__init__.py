@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from kdist.errors import ConfigError
 from kdist.model import CommandResult, Host
 
 LineSink = Callable[[str], None]
@@ -84,20 +86,45 @@ class OutputCollector:
         return "\n".join(self._tail)
 
 
-def open_transport(
-    host: Host, connect_timeout: float | None = None, *, accept_new_host_keys: bool = False
-) -> Transport:
-    """The transport for `host`: local for the head node, SSH otherwise.
+DEFAULT_SSH_CONFIGS = (Path("~/.ssh/config"), Path("/etc/ssh/ssh_config"))
 
-    `connect_timeout` None keeps the SSH transport's own default.
-    """
+
+@dataclass(frozen=True)
+class SshOptions:
+    """Connection settings that are not per host."""
+
+    connect_timeout: float | None = None  # None: the host's ConnectTimeout, else 10 s
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 3
+    accept_new_host_keys: bool = False  # trust on first use (OpenSSH accept-new); never a change
+    ssh_config: tuple[Path, ...] = ()  # the ssh_config files hosts were resolved with
+    on_new_key: Callable[[str], None] | None = None  # told about every key accept-new records
+
+
+def ssh_config_files(path: Path | None) -> tuple[Path, ...]:
+    """`--ssh-config FILE` alone (as `ssh -F`), else ~/.ssh/config and /etc/ssh/ssh_config."""
+    if path is not None:
+        if not path.exists() or path.is_dir():  # /dev/null is fine: no config at all
+            msg = f"--ssh-config {path}: no such file"
+            raise ConfigError(msg)
+        return (path,)
+    found = (p.expanduser() for p in DEFAULT_SSH_CONFIGS)
+    return tuple(p for p in found if p.is_file() and os.access(p, os.R_OK))
+
+
+def resolve_hosts(hosts: Sequence[Host], ssh_config: Sequence[Path]) -> tuple[Host, ...]:
+    """Fill what the inventory did not write from ssh_config, as `ssh -G` would."""
+    from kdist.transport.ssh import resolve_host
+
+    return tuple(host if host.local else resolve_host(host, ssh_config) for host in hosts)
+
+
+def open_transport(host: Host, options: SshOptions | None = None) -> Transport:
+    """The transport for `host`: local for the head node, SSH otherwise."""
     if host.local:
         from kdist.transport.local import LocalTransport
 
         return LocalTransport(host)
-    from kdist.transport.ssh import SshOptions, SshTransport
+    from kdist.transport.ssh import SshTransport
 
-    options = SshOptions(accept_new_host_keys=accept_new_host_keys)
-    if connect_timeout is not None:
-        options = dataclasses.replace(options, connect_timeout=connect_timeout)
-    return SshTransport(host, options)
+    return SshTransport(host, options or SshOptions())

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -20,23 +22,16 @@ from typing import Any
 
 import asyncssh
 
-from kdist.errors import ConnectError
-from kdist.model import CommandResult, Host
+from kdist.errors import ConfigError, ConnectError
+from kdist.model import CommandResult, Endpoint, Host
 from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
-from kdist.transport import LineSink, OutputCollector, Spawned, rsh
+from kdist.transport import LineSink, OutputCollector, Spawned, SshOptions, rsh
 from kdist.transport.local import LocalTransport
 
 CHUNK = 256 * 1024
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """Connection settings that are not per host."""
-
-    connect_timeout: float = 10.0
-    keepalive_interval: float = 15.0
-    keepalive_count_max: int = 3
-    accept_new_host_keys: bool = False  # trust on first use (OpenSSH accept-new); never a change
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+DEFAULT_CONNECT_TIMEOUT = 10.0
+MAX_JUMPS = 8  # a longer ProxyJump chain is a loop in ssh_config
 
 
 class SshTransport:
@@ -46,6 +41,7 @@ class SshTransport:
         self.host = host
         self.options = options or SshOptions()
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._hops: list[asyncssh.SSHClientConnection] = []  # jump hosts, then the host
         self._server: asyncio.AbstractServer | None = None
         self._sockdir: str | None = None
         self._forwards: dict[str, str] = {}  # remote socket -> local socket
@@ -53,75 +49,185 @@ class SshTransport:
 
     @property
     def label(self) -> str:
-        """`name (address:port)` for messages."""
-        return f"{self.host.name} ({self.host.address}:{self.host.port})"
+        """`name (address:port)` for messages, with the jump hosts it goes through."""
+        via = f" via {', '.join(hop.alias for hop in self.host.jump)}" if self.host.jump else ""
+        return f"{self.host.name} ({self.host.address}:{self.host.port}{via})"
 
     async def connect(self) -> None:
-        """Open and authenticate the connection; errors name the host and the cause."""
-        known_hosts = self.host.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        if self.options.accept_new_host_keys and not _is_known(known_hosts, self.host):
-            await self._connect_first_time(known_hosts)
-            return
-        if not known_hosts.is_file():
+        """Open and authenticate the connection, through each ProxyJump host in turn."""
+        tunnel: asyncssh.SSHClientConnection | None = None
+        for hop in (*self.host.jump, self.host.endpoint):
+            tunnel = await self._open(hop, tunnel)
+            self._hops.append(tunnel)
+        self._conn = tunnel
+        await self._start_relay()
+
+    def _where(self, hop: Endpoint) -> str:
+        if hop not in self.host.jump:
+            return self.label
+        return f"{self.label}: jump host {hop.alias} ({hop.address}:{hop.port})"
+
+    def _timeout(self, hop: Endpoint) -> float:
+        return self.options.connect_timeout or hop.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+
+    async def _open(
+        self, hop: Endpoint, tunnel: asyncssh.SSHClientConnection | None
+    ) -> asyncssh.SSHClientConnection:
+        """One authenticated connection to `hop`; its host key checked against its known_hosts."""
+        files = known_hosts_files(hop)
+        present = [str(path) for path in files if path.is_file()]
+        if self.options.accept_new_host_keys and not _is_known(files, hop):
+            conn = await self._attempt(hop, tunnel, None)
+            self._record(hop, conn, files[0])
+            return conn
+        if not present:
+            names = ", ".join(map(str, files))
             msg = (
-                f"{self.label}: known_hosts file {known_hosts} does not exist, "
+                f"{self._where(hop)}: known_hosts file {names} does not exist, "
                 "so the host key cannot be verified"
             )
             raise ConnectError(msg)
         try:
-            self._conn = await asyncio.wait_for(
-                asyncssh.connect(self.host.address, **self._connect_args(known_hosts)),
-                self.options.connect_timeout,
-            )
+            return await self._attempt(hop, tunnel, present)
         except asyncssh.HostKeyNotVerifiable as exc:
-            msg = f"{self.label}: host key not accepted ({exc.reason}); check {known_hosts}"
-            raise ConnectError(msg) from exc
+            raise ConnectError(await self._refused(hop, tunnel, files)) from exc
+
+    async def _attempt(
+        self,
+        hop: Endpoint,
+        tunnel: asyncssh.SSHClientConnection | None,
+        known_hosts: list[str] | None,
+    ) -> asyncssh.SSHClientConnection:
+        where, limit = self._where(hop), self._timeout(hop)
+        try:
+            return await asyncio.wait_for(
+                asyncssh.connect(hop.alias, **self._connect_args(hop, tunnel, known_hosts)), limit
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise
         except asyncssh.PermissionDenied as exc:
-            msg = f"{self.label}: authentication failed ({exc.reason})"
+            msg = f"{where}: authentication failed ({exc.reason})"
             raise ConnectError(msg) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            limit = self.options.connect_timeout
-            msg = f"{self.label}: unreachable: no SSH answer within {limit:g}s"
+            msg = f"{where}: unreachable: no SSH answer within {limit:g}s"
+            raise ConnectError(msg) from exc
+        except asyncssh.ChannelOpenError as exc:
+            msg = (
+                f"{where}: the jump host would not open a connection to {hop.address}:{hop.port} "
+                f"({exc.reason}); its sshd needs AllowTcpForwarding yes (or local)"
+            )
             raise ConnectError(msg) from exc
         except (OSError, asyncssh.Error) as exc:
-            msg = f"{self.label}: unreachable: {exc}"
+            msg = f"{where}: unreachable: {exc}"
             raise ConnectError(msg) from exc
-        await self._start_relay()
-
-    async def _connect_first_time(self, known_hosts: Path) -> None:
-        """accept-new: a host with no key on record is trusted once and its key recorded."""
-        args = {**self._connect_args(known_hosts), "known_hosts": None}
-        try:
-            self._conn = await asyncio.wait_for(
-                asyncssh.connect(self.host.address, **args), self.options.connect_timeout
-            )
-        except (asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error) as exc:
-            msg = f"{self.label}: unreachable: {exc or 'no SSH answer'}"
+        except ValueError as exc:  # asyncssh re-reads ssh_config, or cannot load a key file
+            msg = f"{where}: {exc}"
             raise ConnectError(msg) from exc
-        key = self._conn.get_server_host_key()
-        assert key is not None
-        line = f"[{self.host.address}]:{self.host.port} {key.export_public_key().decode().strip()}"
-        known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with known_hosts.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-        await self._start_relay()
 
-    def _connect_args(self, known_hosts: Path) -> dict[str, Any]:
+    def _connect_args(
+        self,
+        hop: Endpoint,
+        tunnel: asyncssh.SSHClientConnection | None,
+        known_hosts: list[str] | None,
+    ) -> dict[str, Any]:
+        # The host was resolved (resolve_host) and asyncssh gets exactly those values; it still
+        # reads the same ssh_config for the keys kdist does not resolve (IdentitiesOnly,
+        # CertificateFile, IdentityAgent, Ciphers...). The jump chain and the known_hosts files
+        # are kdist's own, so host keys are checked (and recorded) hop by hop.
+        timeout = self._timeout(hop)
         args: dict[str, Any] = {
-            "port": self.host.port,
-            "known_hosts": str(known_hosts),
+            "config": list(self.options.ssh_config),
+            "port": hop.port,
+            "tunnel": tunnel,
+            "known_hosts": known_hosts,
             "agent_forwarding": False,
             "x11_forwarding": False,
-            "connect_timeout": self.options.connect_timeout,
-            "login_timeout": self.options.connect_timeout,
+            "request_pty": False,
+            "send_env": None,  # the build's environment is what kdist sets, not SendEnv
+            "connect_timeout": timeout,
+            "login_timeout": timeout,
             "keepalive_interval": self.options.keepalive_interval,
             "keepalive_count_max": self.options.keepalive_count_max,
         }
-        if self.host.user:
-            args["username"] = self.host.user
-        if self.host.identity_file:
-            args["client_keys"] = [str(self.host.identity_file)]
+        if tunnel is not None:
+            args["proxy_command"] = None  # ProxyJump was chosen; asyncssh would prefer a command
+        if hop.user:
+            args["username"] = hop.user
+        if hop.identity_files:
+            args["client_keys"] = [str(path) for path in hop.identity_files]
+            # Keys from ssh_config may be encrypted and served by the agent, as with ssh.
+            args["ignore_encrypted"] = "identity_file" not in hop.written
         return args
+
+    def _record(self, hop: Endpoint, conn: asyncssh.SSHClientConnection, path: Path) -> None:
+        """accept-new: a host with no key on record is trusted once and its key written down."""
+        key = conn.get_server_host_key()
+        assert key is not None
+        pattern = _known_hosts_name(hop)
+        files = known_hosts_files(hop)
+        if _is_known(files, hop):  # another connection of this run recorded it meanwhile
+            held = {line.fingerprint for line in known_hosts_lines(files, hop)}
+            if key.get_fingerprint("sha256") in held:
+                return
+            conn.close()
+            msg = f"{self._where(hop)}: host key changed while it was being recorded"
+            raise ConnectError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{pattern} {key.export_public_key().decode().strip()}\n")
+        if self.options.on_new_key is not None:
+            self.options.on_new_key(
+                f"{self._where(hop)}: recorded host key {key.get_algorithm()} "
+                f"{key.get_fingerprint('sha256')} for {pattern} in {path}"
+            )
+
+    async def _refused(
+        self,
+        hop: Endpoint,
+        tunnel: asyncssh.SSHClientConnection | None,
+        files: Sequence[Path],
+    ) -> str:
+        """Why a host key was refused: the key offered, and the known_hosts lines it contradicts."""
+        lines = known_hosts_lines(files, hop)
+        offered = await self._offered_key(hop, tunnel, [line.algorithm for line in lines])
+        pattern = _known_hosts_name(hop)
+        where = self._where(hop)
+        if not lines:
+            names = ", ".join(map(str, files))
+            return (
+                f"{where}: host key unknown: it offered {offered}, and {names} has no key for "
+                f"{pattern}; check that fingerprint, then run again with --accept-new-host-keys "
+                "to record it"
+            )
+        held = "; ".join(str(line) for line in lines[:3])
+        first = lines[0]
+        return (
+            f"{where}: host key refused: it offered {offered}, but {held}. If the host "
+            f"was reinstalled, remove the old key (ssh-keygen -R '{pattern}' -f {first.path}) "
+            "and run again with --accept-new-host-keys"
+        )
+
+    async def _offered_key(
+        self, hop: Endpoint, tunnel: asyncssh.SSHClientConnection | None, algorithms: list[str]
+    ) -> str:
+        """The key the host offers for the algorithms on record (a second, unauthenticated look)."""
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(
+                    hop.address,
+                    hop.port,
+                    tunnel=tunnel,
+                    proxy_command=None,
+                    server_host_key_algs=list(dict.fromkeys(algorithms)) or (),
+                    config=None,
+                ),
+                self._timeout(hop),
+            )
+        except (asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error, ValueError) as exc:
+            return f"a key kdist could not fetch again ({exc or 'timeout'})"
+        if key is None:
+            return "no host key"
+        return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
 
     async def _start_relay(self) -> None:
         self._sockdir = tempfile.mkdtemp(prefix="kdist-rsh-")  # mode 0700: only we can connect
@@ -252,11 +358,12 @@ class SshTransport:
         if self._sockdir is not None:
             shutil.rmtree(self._sockdir, ignore_errors=True)
             self._sockdir = None
-        if self._conn is not None:
-            self._conn.close()
+        self._conn = None
+        for conn in reversed(self._hops):  # the host first, then the jump hosts it went through
+            conn.close()
             with contextlib.suppress(Exception):
-                await self._conn.wait_closed()
-            self._conn = None
+                await conn.wait_closed()
+        self._hops.clear()
 
     def _connection(self) -> asyncssh.SSHClientConnection:
         if self._conn is None:
@@ -324,16 +431,194 @@ async def _copy_down(
         await writer.drain()
 
 
-def _is_known(known_hosts: Path, host: Host) -> bool:
-    """True when known_hosts has any key (or CA) for the host: then only that key is accepted."""
-    if not known_hosts.is_file():
-        return False
+@dataclass(frozen=True)
+class KnownHostsLine:
+    """A known_hosts line that names a host: where it is and which key it holds."""
+
+    path: Path
+    number: int
+    marker: str  # "", "cert-authority" or "revoked"
+    algorithm: str
+    fingerprint: str
+
+    def __str__(self) -> str:
+        marker = f"@{self.marker} " if self.marker else ""
+        return f"{self.path}:{self.number} holds {marker}{self.algorithm} {self.fingerprint}"
+
+
+def known_hosts_files(hop: Endpoint) -> tuple[Path, ...]:
+    """Where the host's key is looked up: the resolved files, else ~/.ssh/known_hosts."""
+    return hop.known_hosts or (DEFAULT_KNOWN_HOSTS.expanduser(),)
+
+
+def known_hosts_lines(files: Sequence[Path], hop: Endpoint) -> list[KnownHostsLine]:
+    """Every line of `files` with a key for the host (asyncssh matches patterns and hashes)."""
+    found = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                found += _line_keys(path, number, line, hop)
+    return found
+
+
+def _line_keys(path: Path, number: int, line: str, hop: Endpoint) -> list[KnownHostsLine]:
     try:
-        table = asyncssh.read_known_hosts(str(known_hosts))
+        matched = asyncssh.import_known_hosts(line).match(hop.address, "", hop.port)
+    except (ValueError, asyncssh.Error):
+        return []  # a line asyncssh cannot read is not evidence either way
+    keys, cas, revoked = matched[:3]
+    marked = [("", k) for k in keys] + [("cert-authority", k) for k in cas]
+    marked += [("revoked", k) for k in revoked]
+    return [
+        KnownHostsLine(path, number, m, k.get_algorithm(), k.get_fingerprint("sha256"))
+        for m, k in marked
+    ]
+
+
+def _is_known(files: Sequence[Path], hop: Endpoint) -> bool:
+    """True when a known_hosts file has a key (or CA) for the host: then only that is accepted."""
+    existing = [path for path in files if path.is_file()]
+    try:
+        table = asyncssh.read_known_hosts([str(path) for path in existing])
     except (OSError, ValueError, asyncssh.Error):
-        return True  # unreadable: fail closed, strict checking will report it
-    matched = table.match(host.address, "", host.port)
+        return bool(existing)  # unreadable: fail closed, strict checking will report it
+    matched = table.match(hop.address, "", hop.port)
     return any(matched[:2])
+
+
+def _known_hosts_name(hop: Endpoint) -> str:
+    """How OpenSSH writes the host in known_hosts: `addr`, or `[addr]:port` off port 22."""
+    return hop.address if hop.port == 22 else f"[{hop.address}]:{hop.port}"
+
+
+# --------------------------------------------------------------------------- ssh_config
+
+
+class _ClientConfig(asyncssh.config.SSHClientConfig):
+    """asyncssh's ssh_config reader; like ssh it also expands %-tokens in UserKnownHostsFile."""
+
+    _percent_expand = asyncssh.config.SSHClientConfig._percent_expand | {"UserKnownHostsFile"}
+
+
+_JUMP = re.compile(
+    r"^(?:ssh://)?(?:(?P<user>[^@/]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@/\[\]]+))"
+    r"(?::(?P<port>\d{1,5}))?/?$"
+)
+
+
+def resolve_host(host: Host, files: Sequence[Path]) -> Host:
+    """`host` with ssh_config's value for each connection key the inventory did not write."""
+    hop, jump = resolve_endpoint(host.endpoint, files, host.name)
+    return host.reached_as(hop, _jumps(jump, files, host.name) if jump else ())
+
+
+def resolve_endpoint(
+    given: Endpoint, files: Sequence[Path], who: str
+) -> tuple[Endpoint, str | None]:
+    """What `ssh -G` says of the alias (written keys given as -p/-l/-i), and its ProxyJump."""
+    written = given.written
+    user = given.user if "user" in written and given.user else ()
+    port = given.port if "port" in written else ()
+    config = _load(given.alias, user, port, files, who)
+    identity = config.get("IdentityFile", [])
+    known = config.get("UserKnownHostsFile", None)
+    if known == []:
+        msg = f"host {who}: ssh_config says UserKnownHostsFile none; kdist always checks host keys"
+        raise ConfigError(msg)
+    timeout = config.get("ConnectTimeout")
+    jump = config.get("ProxyJump")
+    resolved = Endpoint(
+        alias=given.alias,
+        address=str(config.get("Hostname", given.alias)),
+        port=int(str(config.get("Port", 22))),
+        user=str(config.get("User") or _local_user(who)),
+        identity_files=(given.identity_files if "identity_file" in written else _paths(identity)),
+        known_hosts=(
+            given.known_hosts
+            if "known_hosts" in written
+            else _paths(known) or (DEFAULT_KNOWN_HOSTS.expanduser(),)
+        ),
+        connect_timeout=float(timeout) if isinstance(timeout, int) and timeout > 0 else None,
+        written=written,
+    )
+    return resolved, jump if isinstance(jump, str) else None
+
+
+def _load(
+    alias: str, user: object, port: object, files: Sequence[Path], who: str
+) -> asyncssh.config.SSHClientConfig:
+    args = (_local_user(who), user, alias, port)
+    try:
+        config = _ClientConfig.load(None, list(files), False, False, False, *args)
+        if config.has_match_final():
+            assert isinstance(config, asyncssh.config.SSHClientConfig)
+            config = _final_pass(config, files, args, who)
+    except (OSError, ValueError) as exc:  # asyncssh's ConfigParseError is a ValueError
+        msg = f"host {who}: ssh_config: {exc}"
+        raise ConfigError(msg) from exc
+    assert isinstance(config, asyncssh.config.SSHClientConfig)
+    return config
+
+
+def _final_pass(
+    first: asyncssh.config.SSHClientConfig,
+    files: Sequence[Path],
+    args: tuple[object, ...],
+    who: str,
+) -> asyncssh.config.SSHConfig:
+    # ssh re-reads the files on top of the first pass (first value still wins); asyncssh's
+    # connect starts the second pass afresh. kdist follows ssh, and refuses a config where the
+    # two would reach different servers.
+    final = _ClientConfig.load(first, list(files), False, False, True, *args)
+    afresh = _ClientConfig.load(first, list(files), True, False, True, *args)
+    if final.get("Hostname") != afresh.get("Hostname"):
+        msg = f"host {who}: ssh_config sets HostName under `Match final`, which kdist cannot follow"
+        raise ConfigError(msg)
+    return final
+
+
+def _local_user(who: str) -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:
+        msg = f"host {who}: no local user name to log in as (set USER, or the inventory's user)"
+        raise ConfigError(msg) from exc
+
+
+def _paths(values: object) -> tuple[Path, ...]:
+    words = values if isinstance(values, list) else []
+    # ssh keeps one of each (a `Match final` pass reads IdentityFile lines twice).
+    return tuple(dict.fromkeys(Path(str(word)).expanduser() for word in words))
+
+
+def _jumps(spec: str, files: Sequence[Path], who: str, depth: int = 0) -> tuple[Endpoint, ...]:
+    """The ProxyJump chain in connection order; the first hop's own ProxyJump comes before it."""
+    hops: list[Endpoint] = []
+    for index, item in enumerate(spec.split(",")):
+        hop, own = resolve_endpoint(_jump_spec(item.strip(), who), files, who)
+        if index == 0 and own and depth < MAX_JUMPS:
+            hops += _jumps(own, files, who, depth + 1)
+        hops.append(hop)
+    if len(hops) > MAX_JUMPS or (depth >= MAX_JUMPS):
+        msg = f"host {who}: ProxyJump goes through more than {MAX_JUMPS} hosts (a loop?)"
+        raise ConfigError(msg)
+    return tuple(hops)
+
+
+def _jump_spec(item: str, who: str) -> Endpoint:
+    """`[ssh://][user@]host[:port]`, the user and port taken as written (like -l and -p)."""
+    match = _JUMP.fullmatch(item)
+    if not match:
+        msg = f"host {who}: ProxyJump {item!r} is not [user@]host[:port]"
+        raise ConfigError(msg)
+    alias = match["v6"] or match["host"]
+    written = {key for key in ("user", "port") if match[key]}
+    port = int(match["port"]) if match["port"] else 22
+    return Endpoint(alias, alias, port, match["user"], written=frozenset(written))
 
 
 def _frame(kind: int, data: bytes) -> bytes:

@@ -12,7 +12,7 @@ from kdist.config.inventory import load_inventory
 from kdist.errors import ConnectError
 from kdist.model import LOCAL_HOST, Host
 from kdist.testing.devfarm import DEFAULT_PORT, Farm
-from kdist.transport import Transport, open_transport
+from kdist.transport import SshOptions, Transport, open_transport
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,7 @@ def test_missing_known_hosts_is_refused(farm: Farm, tmp_path: Path) -> None:
     """Without a known_hosts file there is nothing to verify against, so kdist refuses to connect."""
     from dataclasses import replace
 
-    host = replace(_farm_host(farm, "h1"), known_hosts=tmp_path / "nope")
+    host = replace(_farm_host(farm, "h1"), known_hosts=(tmp_path / "nope",))
     with pytest.raises(ConnectError, match="known_hosts"):
         asyncio.run(open_transport(host).connect())
 
@@ -179,9 +179,9 @@ def test_unreachable_host_fails_fast(tmp_path: Path) -> None:
     """A loopback address with nothing listening is reported unreachable, naming the host."""
     kh = tmp_path / "known_hosts"
     kh.write_text("")
-    host = Host(name="ghost", address="127.0.0.99", port=DEFAULT_PORT, known_hosts=kh)
+    host = Host(name="ghost", address="127.0.0.99", port=DEFAULT_PORT, known_hosts=(kh,))
     with pytest.raises(ConnectError, match=r"ghost .*unreachable"):
-        asyncio.run(open_transport(host, connect_timeout=3).connect())
+        asyncio.run(open_transport(host, SshOptions(connect_timeout=3)).connect())
 
 
 def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: Path) -> None:
@@ -190,12 +190,12 @@ def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: P
 
     with Farm(tmp_path / "farm", 1, first_address=93) as solo:
         kh = tmp_path / "fresh_known_hosts"
-        host = replace(_farm_host(solo, "h1"), known_hosts=kh)
+        host = replace(_farm_host(solo, "h1"), known_hosts=(kh,))
         with pytest.raises(ConnectError, match="known_hosts"):
             asyncio.run(open_transport(host).connect())
 
         async def first() -> str:
-            transport = open_transport(host, accept_new_host_keys=True)
+            transport = open_transport(host, SshOptions(accept_new_host_keys=True))
             await transport.connect()
             try:
                 return (await transport.run(["echo", "hi"])).stdout
@@ -213,5 +213,5 @@ def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: P
         asyncio.run(strict())  # the recorded key now verifies without the flag
         solo.rekey_host("h1")
         with pytest.raises(ConnectError, match="host key"):
-            asyncio.run(open_transport(host, accept_new_host_keys=True).connect())
+            asyncio.run(open_transport(host, SshOptions(accept_new_host_keys=True)).connect())
         assert len(kh.read_text().splitlines()) == 1

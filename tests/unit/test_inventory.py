@@ -94,7 +94,7 @@ def test_defaults_apply_unless_the_host_overrides(good: Inventory) -> None:
     assert (arm.user, arm.port, arm.workdir, arm.capacity) == ("builder", 2222, "/srv/kdist", 4)
     amd = _host(good, "amd64-1")
     assert (amd.user, amd.port, amd.capacity) == ("other", 22, 2)
-    assert amd.identity_file == Path("/etc/kdist/key")
+    assert amd.identity_files == (Path("/etc/kdist/key"),)
 
 
 def test_host_without_entry_gets_every_default(good: Inventory, home: Path) -> None:
@@ -102,7 +102,7 @@ def test_host_without_entry_gets_every_default(good: Inventory, home: Path) -> N
     bare = _host(good, "bare")
     assert bare.address == "bare"
     assert (bare.user, bare.port, bare.capacity, bare.workdir) == ("builder", 2222, 2, "/srv/kdist")
-    assert bare.known_hosts == home / ".ssh" / "known_hosts"
+    assert bare.known_hosts == (home / ".ssh" / "known_hosts",)
     assert bare.platforms is None
     assert bare.labels == ()
     assert bare.local is False
@@ -140,21 +140,21 @@ def test_relative_identity_file_is_resolved_against_the_inventory_folder(
 ) -> None:
     """A relative identity_file is taken from the inventory's folder, not the working directory."""
     expected = (tmp_path / "conf" / "keys" / "id_ed25519").resolve()
-    assert _host(good, "arm64-1").identity_file == expected
-    assert _host(good, "bare").identity_file == expected
+    assert _host(good, "arm64-1").identity_files == (expected,)
+    assert _host(good, "bare").identity_files == (expected,)
 
 
 def test_tilde_is_expanded_in_paths(good: Inventory, home: Path) -> None:
     """`~/` in known_hosts and identity_file means the user's home folder."""
-    assert _host(good, "arm64-1").known_hosts == home / ".ssh" / "known_hosts"
+    assert _host(good, "arm64-1").known_hosts == (home / ".ssh" / "known_hosts",)
     inv = parse_inventory_text("hosts: {h1: {identity_file: ~/k/id}}\n", "inv.yaml")
-    assert inv.hosts[0].identity_file == home / "k" / "id"
+    assert inv.hosts[0].identity_files == (home / "k" / "id",)
 
 
 def test_relative_known_hosts_in_text_uses_the_given_base(tmp_path: Path) -> None:
     """parse_inventory_text resolves relative paths against `base` when given."""
     inv = parse_inventory_text("hosts: {h1: {known_hosts: kh}}\n", "inv.yaml", base=tmp_path)
-    assert inv.hosts[0].known_hosts == (tmp_path / "kh").resolve()
+    assert inv.hosts[0].known_hosts == ((tmp_path / "kh").resolve(),)
 
 
 def test_minimal_inventory_uses_builtin_defaults() -> None:
