@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import IntEnum
 
 
@@ -13,6 +15,7 @@ class ExitStatus(IntEnum):
     CONFIG_ERROR = 2
     INFRA_FAILED = 3
     INTEGRITY_ERROR = 4
+    HEAD_NODE_FAILED = 5
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
 
@@ -48,7 +51,19 @@ class InfraError(KdistError):
 
 
 class ConnectError(InfraError):
-    """A build host could not be reached or authenticated."""
+    """A build host could not be reached, did not answer in time, or refused the login or key."""
+
+
+class ConnectionLost(InfraError):
+    """An open connection to a build host broke while a command or a transfer was running."""
+
+
+class CommandTimeout(InfraError):
+    """A command on a build host outlived its deadline and was stopped.
+
+    Deliberately not a TimeoutError: since Python 3.11 that is an OSError, and kdist reads a
+    bare OSError as the head node's own failure (see HeadNodeError).
+    """
 
 
 class TransferError(InfraError):
@@ -56,12 +71,16 @@ class TransferError(InfraError):
 
 
 class CommandFailed(KdistError):
-    """A command ran and exited non-zero; carries its result as evidence."""
+    """A command ran and exited non-zero (the build said no); carries the evidence."""
 
     def __init__(self, message: str, returncode: int, tail: str = "") -> None:
         super().__init__(message + (f"\n{tail}" if tail else ""))
         self.returncode = returncode
         self.tail = tail
+
+
+class MissingArtifacts(KdistError):
+    """A build exited 0 but left out binaries the slice must bring back."""
 
 
 class IntegrityError(KdistError):
@@ -72,3 +91,29 @@ class IntegrityError(KdistError):
 
 class PackageError(KdistError):
     """Packaging the release tarballs failed."""
+
+
+class HeadNodeError(KdistError):
+    """The head node failed its own part (its disk, its output folder, a tool it lacks).
+
+    Never a build host's fault: no host is left out for it, and the run stops with one message.
+    """
+
+    exit_status = ExitStatus.HEAD_NODE_FAILED
+
+    @classmethod
+    def from_os(cls, exc: OSError) -> HeadNodeError:
+        """The error for an OSError raised on this machine, naming the path it concerns."""
+        path = exc.filename if exc.filename is not None else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{path}: " if path else ""
+        return cls(f"this machine (the head node): {where}{reason}")
+
+
+@contextlib.contextmanager
+def head_node_faults() -> Iterator[None]:
+    """Turn an OSError raised inside into a HeadNodeError naming its path."""
+    try:
+        yield
+    except OSError as exc:
+        raise HeadNodeError.from_os(exc) from exc

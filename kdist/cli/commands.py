@@ -35,7 +35,7 @@ from kdist.engine import check, pipeline
 from kdist.engine.job import Job, RunResult
 from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.engine.timeline import TimelineRecorder
-from kdist.errors import ConfigError, ExitStatus, KdistError
+from kdist.errors import ConfigError, ExitStatus, KdistError, head_node_faults
 from kdist.events import Reporter, RunFinished
 from kdist.model import (
     LOCAL_HOST,
@@ -381,7 +381,8 @@ async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
             print(f"  image {image['tags'][0]} on {image['base']} ({image['base_from']})")
         return ExitStatus.OK
     image_plan = await pipeline.plan_images(job)
-    tarballs, built = await asyncio.to_thread(publish.package_now, job, platforms, image_plan)
+    with head_node_faults():
+        tarballs, built = await asyncio.to_thread(publish.package_now, job, platforms, image_plan)
     if display.json:
         images = [describe(b, output / RELEASE_IMAGES) for b in built]
         tars = [{"name": n, "sha256": d} for n, d in tarballs]

@@ -181,8 +181,11 @@ class Journal:
             "release": self.release,
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text(json.dumps(doc, indent=1))
+            tmp.replace(self.path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written journal behind
 
 
 class Memo:

@@ -11,24 +11,33 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kdist.config.version import version_defs
 from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
 from kdist.engine.logtail import excerpt, stamp
-from kdist.engine.prepare import Connections, Prepared, TransportFactory, prepare
+from kdist.engine.prepare import (
+    Connections,
+    Prepared,
+    TransportFactory,
+    check_output,
+    prepare,
+)
 from kdist.engine.scheduler import HostSession, Scheduler
 from kdist.engine.timeline import span
 from kdist.errors import (
     CommandFailed,
     ConnectError,
+    HeadNodeError,
     InfraError,
     IntegrityError,
     KdistError,
+    PackageError,
+    head_node_faults,
 )
 from kdist.events import (
     Event,
@@ -110,30 +119,37 @@ async def execute(
         packager.start()
     sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes)
     try:
-        results = list(
-            await asyncio.gather(
-                *(
-                    _slice_task(job, s, sched, packager, reporter, run_id, memo)
-                    for s in the_plan.slices
-                )
-            )
+        results = await _all_or_none(
+            _slice_task(job, s, sched, packager, reporter, run_id, memo) for s in the_plan.slices
         )
-    except BaseException:
-        if packager is not None:
-            packager.abort()
-        await sched.release()
-        raise
+        outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id, started=started)
+        if published is not None:
+            outcome.tarballs = published  # the tests passed for exactly these inputs already
+        else:
+            await _conclude(job, outcome, sched, packager, memo, reporter)
     finally:
+        if packager is not None:
+            packager.abort()  # nothing left behind, whatever happened (a no-op once published)
+        await sched.release()
         if boxes is not None:
             boxes.head.close()
-    outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id, started=started)
-    if published is not None:
-        outcome.tarballs = published  # the tests passed for exactly these inputs already
-    else:
-        await _conclude(job, outcome, sched, packager, memo, reporter)
-    await sched.release()
     outcome.finished = time.time()
     return outcome
+
+
+async def _all_or_none(coros: Iterable[Coroutine[Any, Any, SliceResult]]) -> list[SliceResult]:
+    """Run every slice at once; if one raises (the head node failed), cancel the others."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()  # no-op for finished tasks; stops the rest after a failure or a ^C
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+    return [task.result() for task in tasks]
 
 
 async def _container_setup(job: Job, run_id: str) -> container.Setup | None:
@@ -291,7 +307,7 @@ async def _finish(
             reporter.emit(PhaseStarted(slc.key, "package"))
             with span(reporter, "package", "", slc.key):
                 await packager.platform(slc.platform)
-        except (KdistError, OSError) as exc:
+        except PackageError as exc:
             result = _failed(result.slice, "package", exc, 0.0, str(log_path))
     lines = () if result.ok else tuple(excerpt(log_path))
     result = dataclasses.replace(
@@ -344,7 +360,9 @@ async def _attempt(
                         job.artifact_root,
                         attempt_id,
                     )
-        except (KdistError, OSError) as exc:
+        except HeadNodeError:
+            raise  # the run stops: no build host is to blame
+        except KdistError as exc:
             for line in f"{phase} failed: {exc}".splitlines():  # the tail repeats the log
                 sink(f"# kdist: {line}")
             return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
@@ -366,7 +384,7 @@ def _build_error(slc: Slice, code: int, tail: str) -> KdistError:
 def _failed(slc: Slice, phase: str, exc: BaseException, took: float, log: str) -> SliceResult:
     if isinstance(exc, IntegrityError):
         status = Status.INTEGRITY
-    elif isinstance(exc, InfraError | OSError):
+    elif isinstance(exc, InfraError):
         status = Status.INFRA
     else:
         status = Status.FAILED
@@ -406,12 +424,14 @@ async def run(
     job: Job, hosts: Sequence[Host], factory: TransportFactory, reporter: Reporter
 ) -> RunResult:
     """Plan and run a job end to end; connections are closed whatever happens."""
+    await asyncio.to_thread(check_output, job.output)  # before any host is used
     started = time.time()
     conns = Connections(factory, reporter)
     try:
-        image_plan = await plan_images(job)  # a missing base image fails before any build
-        prepared = await prepare(job, hosts, conns, reporter)
-        return await execute(job, prepared, hosts, conns, reporter, image_plan, started)
+        with head_node_faults():  # transports raise no OSError: any that gets here is ours
+            image_plan = await plan_images(job)  # a missing base image fails before any build
+            prepared = await prepare(job, hosts, conns, reporter)
+            return await execute(job, prepared, hosts, conns, reporter, image_plan, started)
     finally:
         with contextlib.suppress(Exception):
             await conns.close()

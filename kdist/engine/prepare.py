@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from kdist.engine import plan
 from kdist.engine.job import Job
 from kdist.engine.timeline import span
-from kdist.errors import ConnectError, KdistError, PlanError
+from kdist.errors import ConnectError, KdistError, PlanError, head_node_faults
 from kdist.events import Note, NullReporter, Reporter
 from kdist.model import Host, Plan, Platform
 from kdist.remote.probe import probe_host
@@ -59,6 +62,19 @@ class Connections:
         """Close every open transport."""
         await asyncio.gather(*(t.close() for t in self._open.values()), return_exceptions=True)
         self._open.clear()
+
+
+PROBE_BYTES = 1 << 20  # written and synced once, so a full disk shows before any build
+
+
+def check_output(output: Path) -> None:
+    """Refuse, naming the path, an output folder this machine cannot write (read-only, full)."""
+    with head_node_faults():
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".kdist-probe-") as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
 
 
 async def prepare(

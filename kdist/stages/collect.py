@@ -9,7 +9,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from kdist.errors import CommandFailed, IntegrityError, TransferError
+from kdist.errors import IntegrityError, MissingArtifacts, TransferError
 from kdist.model import Artifact, Platform, Slice
 from kdist.remote import hostside
 from kdist.stages import binfmt
@@ -68,7 +68,7 @@ async def remote_manifest(
     result = await transport.run(argv)
     if result.returncode == hostside.EXIT_NO_ARTIFACTS:
         msg = f"{slc.host}: {slc.platform}: the build left no {slc.artifacts}"
-        raise CommandFailed(msg, result.returncode)
+        raise MissingArtifacts(msg)
     if not result.ok:
         msg = f"{slc.host}: cannot list {slc.artifacts}: {result.tail(3)}"
         raise TransferError(msg)
@@ -143,7 +143,7 @@ def verify_staging(
         missing = sorted(set(expected) - set(found))
         if missing:
             msg = f"{host}: {platform}: build did not produce {', '.join(missing)}"
-            raise CommandFailed(msg, 0)
+            raise MissingArtifacts(msg)
         for extra in set(found) - set(expected) if prune else ():
             (staging / extra).unlink()
         names = sorted(expected)
@@ -151,7 +151,7 @@ def verify_staging(
         names = sorted(found)
         if not names:
             msg = f"{host}: {platform}: no artifacts were produced"
-            raise CommandFailed(msg, 0)
+            raise MissingArtifacts(msg)
     for name in names:
         _check_arch(staging / name, platform, host, strict=expected is not None)
     return names

@@ -112,7 +112,7 @@ class Packager:
                     finalize, self.spec, self.staging, self.job.output
                 )
                 outcome.images = sorted(self.built, key=_image_order(self.images))
-        except (PackageError, ConfigError, OSError) as exc:
+        except (PackageError, ConfigError) as exc:
             outcome.package_error = str(exc)
         finally:
             if self.staging is not None:

@@ -1,4 +1,22 @@
-"""The transport contract (run, push, pull) shared by the SSH and the local implementation."""
+"""The transport contract (run, push, pull) shared by the SSH and the local implementation.
+
+Every implementation raises the same classes for the same faults, so callers never guess
+from a bare OSError whose fault it was:
+
+- a host that cannot be reached, does not answer within the connect timeout, refuses the
+  login or offers a host key that is not accepted: `ConnectError` (from `connect`);
+- a connection that breaks while a command, a lock holder or a transfer uses it:
+  `ConnectionLost`;
+- a command that outlives the `timeout` given to `run`: `CommandTimeout`, once the transport
+  gave up on it (here: its process group is killed; over SSH: its channel is closed, which a
+  host-side guard takes as the order to stop, while a bare remote command may run on);
+- this machine failing its own part (no rsync here, a local process that cannot start):
+  `HeadNodeError`;
+- a command that runs and exits non-zero is not an error: its CommandResult says so.
+
+Cancelling a call stops the command first, then raises CancelledError. Nothing else leaves a
+transport.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +65,7 @@ class Transport(Protocol):
     ) -> CommandResult:
         """Run argv in `cwd` with `env` added, streaming lines to `sink`; exit codes are data.
 
+        Past `timeout` seconds CommandTimeout is raised (see the module docstring).
         With `hold_stdin` the command's stdin stays open until it exits: host-side guards take
         its EOF (the channel closing, the head node gone) as the order to stop the build.
         """
@@ -55,10 +74,17 @@ class Transport(Protocol):
         """Start a long-lived command (a lock holder) whose stdin stays open until closed."""
 
     async def push(self, src: Path, dest: str) -> CommandResult:
-        """Mirror the local tree `src` into `dest` on the host (rsync, incremental)."""
+        """Mirror the local tree `src` into `dest` on the host (rsync, incremental).
+
+        rsync's exit code is data; HeadNodeError when rsync cannot run on this machine.
+        """
 
     async def pull(self, src: str, dest: Path) -> CommandResult:
-        """Copy the regular files under `src` on the host into the local folder `dest`."""
+        """Copy the regular files under `src` on the host into the local folder `dest`.
+
+        rsync's exit code is data, unless rsync says this machine could not write `dest`
+        (disk full, read-only, ...): then HeadNodeError, naming the path.
+        """
 
     async def forward_socket(self, remote_path: str) -> str:
         """A local Unix socket path that reaches the socket `remote_path` on the host."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import re
 import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from kdist.errors import CommandTimeout, HeadNodeError
 from kdist.model import CommandResult, Host
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
 from kdist.transport import LineSink, OutputCollector, Spawned
@@ -35,74 +38,33 @@ class LocalTransport:
         timeout: float | None = None,
         hold_stdin: bool = False,
     ) -> CommandResult:
-        """Run argv as a subprocess in its own process group, streaming merged output."""
-        start = time.monotonic()
-        collector = OutputCollector(sink)
+        """Run argv as a subprocess in its own process group, streaming merged output.
+
+        A command that cannot start exits 127, as it would under a shell.
+        """
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                stdin=asyncio.subprocess.PIPE
-                if stdin is not None or hold_stdin
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # so a timeout or Ctrl-C can kill the whole build tree
-            )
+            proc = await _start(argv, cwd, env, piped=stdin is not None or hold_stdin)
         except OSError as exc:
             return CommandResult(tuple(argv), 127, f"kdist: cannot run {argv[0]}: {exc}")
-        try:
-            returncode = await asyncio.wait_for(
-                self._communicate(proc, stdin, collector, hold_stdin), timeout
-            )
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            _kill_group(proc)
-            await proc.wait()
-            raise
-        return CommandResult(
-            tuple(argv), returncode, collector.text(), "", time.monotonic() - start
-        )
-
-    @staticmethod
-    async def _communicate(
-        proc: asyncio.subprocess.Process,
-        stdin: str | None,
-        collector: OutputCollector,
-        hold_stdin: bool,
-    ) -> int:
-        if stdin is not None and proc.stdin is not None:
-            proc.stdin.write(stdin.encode())
-            await proc.stdin.drain()
-        if proc.stdin is not None and not hold_stdin:
-            proc.stdin.close()
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            collector.feed(raw.decode("utf-8", "replace"))
-        code = await proc.wait()
-        if proc.stdin is not None:
-            proc.stdin.close()
-        return code
+        collector = OutputCollector(sink)
+        return await _finish(self.host.name, proc, argv, stdin, collector, timeout, hold_stdin)
 
     async def spawn(self, argv: Sequence[str]) -> Spawned:
         """Start argv here with stdin held open (closed by `close()`)."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = await _start(argv, None, None, piped=True)
+        except OSError as exc:
+            raise HeadNodeError.from_os(exc) from exc
         return _LocalSpawned(proc)
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Mirror `src` into the local directory `dest` with rsync."""
         await self.run(mkdir(dest))
-        return await self.run(rsync_push(None, src, dest))
+        return await run_rsync(rsync_push(None, src, dest))
 
     async def pull(self, src: str, dest: Path) -> CommandResult:
         """Copy the regular files under `src` into `dest` with rsync."""
-        return await self.run(rsync_pull(None, src, dest))
+        return await run_rsync(rsync_pull(None, src, dest), receiving=dest)
 
     async def forward_socket(self, remote_path: str) -> str:
         """The head node's own socket: nothing to forward."""
@@ -132,6 +94,103 @@ class _LocalSpawned:
         except asyncio.TimeoutError:
             _kill_group(self._proc)
             await self._proc.wait()
+
+
+async def run_rsync(argv: Sequence[str], receiving: Path | None = None) -> CommandResult:
+    """Run rsync on this machine; its exit code is data unless this machine is at fault.
+
+    HeadNodeError when rsync cannot start here, or when it says it could not write into
+    `receiving` (the local side of a pull) for a reason of this machine's disk.
+    """
+    try:
+        proc = await _start(argv, None, None, piped=False)
+    except OSError as exc:
+        raise HeadNodeError.from_os(exc) from exc
+    result = await _finish("this machine", proc, argv, None, OutputCollector(None), None, False)
+    if receiving is not None and not result.ok:
+        fault = local_write_fault(result.stdout)
+        if fault:
+            msg = f"this machine (the head node): cannot write {receiving}: {fault}"
+            raise HeadNodeError(msg)
+    return result
+
+
+# rsync tags what its local side (receiver, generator) failed to do, with the errno last.
+_RSYNC_LOCAL_FAULT = re.compile(
+    r"^rsync: \[(?:receiver|generator)\] (.*\((\d+)\))\s*$", re.IGNORECASE | re.MULTILINE
+)
+_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+)
+
+
+def local_write_fault(output: str) -> str:
+    """The line in which rsync's receiving side reports a disk fault ('' when there is none)."""
+    for match in _RSYNC_LOCAL_FAULT.finditer(output):
+        if int(match.group(2)) in _DISK_ERRNOS:
+            return match.group(1)
+    return ""
+
+
+async def _start(
+    argv: Sequence[str], cwd: str | None, env: Mapping[str, str] | None, *, piped: bool
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # so a timeout or Ctrl-C can kill the whole build tree
+    )
+
+
+async def _finish(
+    label: str,
+    proc: asyncio.subprocess.Process,
+    argv: Sequence[str],
+    stdin: str | None,
+    collector: OutputCollector,
+    timeout: float | None,
+    hold_stdin: bool,
+) -> CommandResult:
+    """Feed stdin, collect output, wait; past `timeout` kill the group (CommandTimeout)."""
+    start = time.monotonic()
+    try:
+        returncode = await asyncio.wait_for(
+            _communicate(proc, stdin, collector, hold_stdin), timeout
+        )
+    except asyncio.TimeoutError as exc:
+        _kill_group(proc)
+        await proc.wait()
+        msg = f"{label}: {argv[0]} did not finish within {timeout:g}s; stopped"
+        raise CommandTimeout(msg) from exc
+    except asyncio.CancelledError:
+        _kill_group(proc)
+        await proc.wait()
+        raise
+    return CommandResult(tuple(argv), returncode, collector.text(), "", time.monotonic() - start)
+
+
+async def _communicate(
+    proc: asyncio.subprocess.Process,
+    stdin: str | None,
+    collector: OutputCollector,
+    hold_stdin: bool,
+) -> int:
+    if stdin is not None and proc.stdin is not None:
+        proc.stdin.write(stdin.encode())
+        await proc.stdin.drain()
+    if proc.stdin is not None and not hold_stdin:
+        proc.stdin.close()
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        collector.feed(raw.decode("utf-8", "replace"))
+    code = await proc.wait()
+    if proc.stdin is not None:
+        proc.stdin.close()
+    return code
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

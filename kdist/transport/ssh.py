@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncssh
 
-from kdist.errors import ConfigError, ConnectError
+from kdist.errors import CommandTimeout, ConfigError, ConnectError, ConnectionLost
 from kdist.model import CommandResult, Endpoint, Host
 from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
 from kdist.transport import LineSink, OutputCollector, Spawned, SshOptions, rsh
-from kdist.transport.local import LocalTransport
+from kdist.transport.local import run_rsync
 
 CHUNK = 256 * 1024
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
@@ -45,7 +45,6 @@ class SshTransport:
         self._server: asyncio.AbstractServer | None = None
         self._sockdir: str | None = None
         self._forwards: dict[str, str] = {}  # remote socket -> local socket
-        self._local = LocalTransport(host)  # runs the local rsync client
 
     @property
     def label(self) -> str:
@@ -289,9 +288,13 @@ class SshTransport:
             returncode = await asyncio.wait_for(
                 _communicate(proc, stdin, collector, hold_stdin), timeout
             )
+        except asyncio.TimeoutError as exc:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                msg = f"{self.label}: {argv[0]} did not finish within {timeout:g}s; stopped"
+                raise CommandTimeout(msg) from exc
+            raise self._lost(f"running {argv[0]}", exc) from exc  # a socket timed out
         except (OSError, asyncssh.Error) as exc:
-            msg = f"{self.label}: connection lost while running {argv[0]}: {exc}"
-            raise ConnectError(msg) from exc
+            raise self._lost(f"running {argv[0]}", exc) from exc
         finally:
             if proc is not None:
                 proc.close()  # on timeout or cancel, this is what tells a guard to stop
@@ -307,18 +310,20 @@ class SshTransport:
                 to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
             )
         except (OSError, asyncssh.Error) as exc:
-            msg = f"{self.label}: connection lost while starting {argv[0]}: {exc}"
-            raise ConnectError(msg) from exc
+            raise self._lost(f"starting {argv[0]}", exc) from exc
         return _SshSpawned(proc)
+
+    def _lost(self, doing: str, exc: BaseException) -> ConnectionLost:
+        return ConnectionLost(f"{self.label}: connection lost while {doing}: {exc}")
 
     async def push(self, src: Path, dest: str) -> CommandResult:
         """Rsync `src` to `dest` on the host over this connection."""
         await self.run(mkdir(dest))
-        return await self._local.run(rsync_push(self._rsh_command(), src, dest))
+        return await run_rsync(rsync_push(self._rsh_command(), src, dest))
 
     async def pull(self, src: str, dest: Path) -> CommandResult:
         """Rsync the regular files under `src` on the host into `dest`."""
-        return await self._local.run(rsync_pull(self._rsh_command(), src, dest))
+        return await run_rsync(rsync_pull(self._rsh_command(), src, dest), receiving=dest)
 
     async def forward_socket(self, remote_path: str) -> str:
         """A private local socket reaching `remote_path` on the host through this connection.

@@ -526,6 +526,26 @@ def test_disk_full_host_moves_its_slice(farm: Farm, k8s_source: Path, tmp_path: 
     ), ran.json["notes"]
 
 
+def test_read_only_output_fails_before_any_login(
+    farm: Farm, k8s_source: Path, tmp_path: Path
+) -> None:
+    """A read-only --output is one head-node error (exit 5) naming it, before any SSH login."""
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(out)], check=True)
+    before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
+    try:
+        ran = release(
+            k8s_source, hosts=farm.inventory_path, out=out, platforms="linux/386", json=False
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)
+    assert ran.code == 5, ran.stderr + ran.stdout[-2000:]
+    assert str(out) in ran.stderr and "Read-only file system" in ran.stderr
+    assert ran.stderr.count("kdist: error:") == 1
+    assert {h.name: farm.accepted_logins(h.name) for h in farm.hosts} == before
+
+
 @pytest.fixture
 def blackhole() -> Iterator[str]:
     """An address in a network namespace behind a veth link that drops every packet."""

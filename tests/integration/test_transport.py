@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import re
+import subprocess
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from kdist.config.inventory import load_inventory
-from kdist.errors import ConnectError
+from kdist.errors import CommandTimeout, ConnectError, ConnectionLost, HeadNodeError
 from kdist.model import LOCAL_HOST, Host
 from kdist.testing.devfarm import DEFAULT_PORT, Farm
 from kdist.transport import SshOptions, Transport, open_transport
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 
 def _farm_host(farm: Farm, name: str) -> Host:
@@ -32,7 +37,7 @@ def transport(request: pytest.FixtureRequest, farm: Farm) -> Iterator[Transport]
     yield opened
 
 
-def _run(coro_factory):  # type: ignore[no-untyped-def]
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(coro_factory())
 
 
@@ -215,3 +220,92 @@ def test_accept_new_host_keys_records_unknown_but_never_changed_keys(tmp_path: P
         with pytest.raises(ConnectError, match="host key"):
             asyncio.run(open_transport(host, SshOptions(accept_new_host_keys=True)).connect())
         assert len(kh.read_text().splitlines()) == 1
+
+
+def test_a_timeout_stops_the_command_and_raises_command_timeout(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """Past its timeout a command is given up on with CommandTimeout (not an OSError)."""
+    marker = tmp_path / "finished"
+
+    async def go() -> None:
+        await transport.connect()
+        try:
+            await transport.run(["sh", "-c", f"sleep 5; touch '{marker}'"], timeout=0.5)
+        finally:
+            await transport.close()
+
+    start = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"sh did not finish within 0\.5s") as caught:
+        _run(go)
+    assert not isinstance(caught.value, OSError)
+    assert time.monotonic() - start < 4
+    if transport.host.local:  # over SSH only a guard stops it (tests/unit/test_hostside.py)
+        time.sleep(5)
+        assert not marker.exists()  # the process group was killed, not left running
+
+
+def test_no_rsync_here_is_a_head_node_error(
+    transport: Transport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without rsync on this machine, push raises HeadNodeError (no build host is blamed)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    empty = tmp_path / "bin"
+    empty.mkdir()
+
+    async def go() -> None:
+        await transport.connect()
+        try:
+            monkeypatch.setenv("PATH", str(empty))
+            await transport.push(src, str(tmp_path / "dest"))
+        finally:
+            await transport.close()
+
+    with pytest.raises(HeadNodeError, match="rsync"):
+        _run(go)
+
+
+def test_pull_into_a_read_only_folder_is_a_head_node_error(
+    transport: Transport, tmp_path: Path
+) -> None:
+    """rsync that cannot write into the local folder raises HeadNodeError naming the folder."""
+    remote = tmp_path / "artifacts"
+    remote.mkdir()
+    (remote / "tool").write_bytes(b"x" * 1000)
+    back = tmp_path / "back"
+    back.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(back)], check=True)
+
+    async def go() -> None:
+        await transport.connect()
+        try:
+            await transport.pull(str(remote), back)
+        finally:
+            await transport.close()
+
+    try:
+        with pytest.raises(HeadNodeError, match=re.escape(f"cannot write {back}")):
+            _run(go)
+    finally:
+        subprocess.run(["umount", "-l", str(back)], check=False)
+
+
+def test_a_dropped_connection_raises_connection_lost(tmp_path: Path) -> None:
+    """A host going down while a command runs raises ConnectionLost, naming the host."""
+    with Farm(tmp_path / "farm", 1, first_address=95) as solo:
+        host = _farm_host(solo, "h1")
+
+        async def go() -> None:
+            transport = open_transport(host)
+            await transport.connect()
+            try:
+                running = asyncio.create_task(transport.run(["sleep", "30"]))
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(solo.stop_host, "h1")
+                await asyncio.wait_for(running, 20)
+            finally:
+                await transport.close()
+
+        with pytest.raises(ConnectionLost, match=r"h1 .*connection lost"):
+            asyncio.run(go())
