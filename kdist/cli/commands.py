@@ -140,7 +140,8 @@ def _image_settings(profile: Profile, wanted: bool) -> ImageSettings | None:
     return ImageSettings.load(os.environ, profile.images)
 
 
-def _factory(farm: Farm) -> TransportFactory:
+def farm_transports(farm: Farm) -> TransportFactory:
+    """The real transports (SSH, or local for the head node) with the farm's options."""
     options = SshOptions(
         connect_timeout=farm.connect_timeout,
         accept_new_host_keys=farm.accept_new_host_keys,
@@ -160,11 +161,12 @@ def print_json(doc: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-async def build_or_release(opts: ReleaseOptions | BuildOptions, display: Display) -> ExitStatus:
+async def build_or_release(
+    opts: ReleaseOptions | BuildOptions, display: Display, factory: TransportFactory
+) -> ExitStatus:
     """`release`, `quick-release` and `build`: plan, run, report (or with -n, only plan)."""
     started = time.time()
     job, hosts = make_job(opts)
-    factory = _factory(opts.run.farm)
     reporter = make_reporter(json_mode=display.json, quiet=display.quiet)
     try:
         if opts.run.dry_run:
@@ -261,7 +263,9 @@ def hosts_list(opts: HostsListOptions, display: Display) -> ExitStatus:
     return ExitStatus.OK
 
 
-async def hosts_check(opts: HostsCheckOptions, display: Display) -> ExitStatus:
+async def hosts_check(
+    opts: HostsCheckOptions, display: Display, factory: TransportFactory
+) -> ExitStatus:
     """Probe every host in parallel and print a table; non-zero when any host is unusable."""
     inventory = load_hosts(opts.farm)
     spec = _check_container(opts)
@@ -273,7 +277,7 @@ async def hosts_check(opts: HostsCheckOptions, display: Display) -> ExitStatus:
             assert spec is not None
             return await container.check(transport, spec)
 
-    reports = await check.check_all(inventory.hosts, _factory(opts.farm), docker)
+    reports = await check.check_all(inventory.hosts, factory, docker)
     if display.json:
         print_json({"hosts": [r.as_dict() for r in reports]})
     else:
@@ -300,7 +304,7 @@ def _check_container(opts: HostsCheckOptions) -> ContainerSpec | None:
     return container_spec(profile, source, os.environ, opts.container)
 
 
-async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
+async def clean(opts: CleanOptions, display: Display, factory: TransportFactory) -> ExitStatus:
     """`kdist clean [--remote]`: remove SOURCE/_output, and this tree's workdir on every host."""
     source = opts.tree.source
     output = source / "_output"
@@ -313,7 +317,6 @@ async def clean(opts: CleanOptions, display: Display) -> ExitStatus:
         print("\n".join(lines))
         return ExitStatus.OK
     _remove_local_tree(output)
-    factory = _factory(opts.farm)
     results = await asyncio.gather(
         *(_clean_host(factory(h), workdirs[h.name], tree, project) for h in hosts)
     )

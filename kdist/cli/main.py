@@ -7,14 +7,23 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from kdist.cli import options
 from kdist.errors import ExitStatus, KdistError
 
+if TYPE_CHECKING:
+    from kdist.engine.prepare import TransportFactory
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a command and return its exit status."""
+Transports = Callable[[options.Farm], "TransportFactory"]  # the farm's options -> its transports
+
+
+def main(argv: Sequence[str] | None = None, *, transports: Transports | None = None) -> int:
+    """Entry point: run a command and return its exit status.
+
+    `transports` replaces the real SSH and local transports (tests pass fakes).
+    """
     try:
         invocation = options.parse(argv)
     except SystemExit as exc:  # argparse said it (usage error, --help, --version)
@@ -22,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdistError as exc:
         return _error(exc)
     try:
-        return int(asyncio.run(_interruptible(invocation)))
+        return int(asyncio.run(_interruptible(invocation, transports)))
     except KdistError as exc:
         return _error(exc)
     except KeyboardInterrupt:
@@ -40,7 +49,9 @@ def _error(exc: KdistError) -> int:
     return int(exc.exit_status)
 
 
-async def _interruptible(invocation: options.Invocation) -> ExitStatus:
+async def _interruptible(
+    invocation: options.Invocation, transports: Transports | None
+) -> ExitStatus:
     """Run the program; Ctrl-C or SIGTERM stops remote builds, a second one without grace."""
     from kdist.stages.build import STOPPER
 
@@ -66,7 +77,7 @@ async def _interruptible(invocation: options.Invocation) -> ExitStatus:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted)
     try:
-        return await program(invocation)
+        return await program(invocation, transports)
     except asyncio.CancelledError:
         if count:
             raise KeyboardInterrupt from None
@@ -76,18 +87,21 @@ async def _interruptible(invocation: options.Invocation) -> ExitStatus:
             loop.remove_signal_handler(signum)
 
 
-async def program(invocation: options.Invocation) -> ExitStatus:
+async def program(
+    invocation: options.Invocation, transports: Transports | None = None
+) -> ExitStatus:
     """The main program without error handling."""
     # Imported here, not at the top: `kdist --help` and option errors need no run engine.
     from kdist.cli import commands
 
+    reach = transports or commands.farm_transports
     display, command = invocation.display, invocation.command
     if isinstance(command, options.HostsCheckOptions):
-        return await commands.hosts_check(command, display)
+        return await commands.hosts_check(command, display, reach(command.farm))
     if isinstance(command, options.HostsListOptions):
         return commands.hosts_list(command, display)
     if isinstance(command, options.CleanOptions):
-        return await commands.clean(command, display)
+        return await commands.clean(command, display, reach(command.farm))
     if isinstance(command, options.PackageOptions):
         return await commands.package_only(command, display)
-    return await commands.build_or_release(command, display)
+    return await commands.build_or_release(command, display, reach(command.run.farm))

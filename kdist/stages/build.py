@@ -175,8 +175,10 @@ async def build_slice(
 async def _watch(run: asyncio.Task[CommandResult], last: list[float], d: Deadlines) -> str | None:
     """Wait for the build; the deadline that passed first, or None when it finished."""
     start = time.monotonic()
+    limits = [t for t in (d.idle, d.total) if t is not None]
+    poll = min([1.0, *(t / 4 for t in limits)])  # short deadlines are checked often enough
     while True:
-        done, _ = await asyncio.wait({run}, timeout=1.0)
+        done, _ = await asyncio.wait({run}, timeout=poll)
         if done:
             return None
         now = time.monotonic()

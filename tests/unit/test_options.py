@@ -59,9 +59,7 @@ def test_release_options_are_typed() -> None:
     ).command  # fmt: skip
     assert isinstance(got, ReleaseOptions)
     assert got.platforms == (Platform("linux", "arm64"), Platform("linux", "amd64"))
-    assert got.run.limits == Limits(
-        idle_timeout=5.0, slice_timeout=60.0, lock_wait=1.5, attempts=2
-    )
+    assert got.run.limits == Limits(idle_timeout=5.0, slice_timeout=60.0, lock_wait=1.5, attempts=2)
     assert (got.tests, got.reuse, got.run.host, got.run.native_only) == (False, False, "h1", True)
 
 
