@@ -1,9 +1,10 @@
-"""Host-side fault tolerance: POSIX `sh` scripts and pure argv builders that run them.
+"""Host-side fault tolerance: the POSIX `sh` scripts in scripts/ and pure argv builders for them.
 
 Nothing is installed on build hosts: every helper is `sh -c SCRIPT NAME ARGS...`, quoted once
-by the caller (`commands.to_shell`). The scripts need a POSIX shell (dash or bash), coreutils,
-`find` and `od`; `setsid` and `flock` come from util-linux and fall back to `perl` (macOS and
-other hosts without util-linux), `sha256sum` falls back to `shasum -a 256`.
+by the caller (`argv.to_shell`), and Python passes values only as positional arguments. The
+scripts need a POSIX shell (dash or bash), coreutils, `find` and `od`; `setsid` and `flock`
+come from util-linux and fall back to `perl` (macOS and other hosts without util-linux),
+`sha256sum` falls back to `shasum -a 256`.
 
 Per attempt, under `<workdir>/.kdist/attempts/`, `guarded` keeps:
 
@@ -23,9 +24,8 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Literal
-
-from kdist.remote.argv import NO_WORKDIR
 
 EXIT_BUSY = 98  # hold_lock: another run holds the workdir lock
 EXIT_NO_ARTIFACTS = 96  # manifest: the artifacts directory does not exist
@@ -38,198 +38,22 @@ _HEXNAME = re.compile(r"(?:[0-9a-f]{2})+")
 Kind = Literal["f", "l", "d", "o"]
 _KINDS: dict[str, Kind] = {"f": "f", "l": "l", "d": "d", "o": "o"}
 
-# Shell functions shared by the guard, its watchdog and kill_attempt. No single quotes here:
-# this text is also embedded in a single-quoted shell word (the watchdog program).
-STOP_FUNCTIONS = r"""
-_kdist_live() {  # PGID: true while the process group has a member that is not a zombie
-  kill -s 0 -- "-$1" 2>/dev/null || return 1
-  [ -r /proc/self/stat ] || return 0
-  _kg=$1
-  for _kp in /proc/[0-9]*; do
-    read -r _ks 2>/dev/null <"$_kp/stat" || continue
-    set -- ${_ks##*") "}
-    [ "$3" = "$_kg" ] && [ "$1" != Z ] && [ "$1" != X ] && return 0
-  done
-  return 1
-}
-_kdist_stop() {  # PGID GRACE: TERM the group, give it GRACE s, KILL it; false if it survives
-  case $1 in ""|*[!0-9]*|0*|1) return 0 ;; esac
-  _kdist_live "$1" || return 0
-  _kt=0.1 _kh=10
-  sleep 0.01 2>/dev/null || { _kt=1 _kh=1; }
-  _kn=$(($2 * _kh))
-  if [ "$_kn" -gt 0 ]; then
-    kill -s TERM -- "-$1" 2>/dev/null
-    kill -s CONT -- "-$1" 2>/dev/null
-    while [ "$_kn" -gt 0 ] && _kdist_live "$1"; do sleep "$_kt"; _kn=$((_kn - 1)); done
-  fi
-  _kdist_live "$1" || return 0
-  kill -s KILL -- "-$1" 2>/dev/null
-  _kn=$((2 * _kh))
-  while [ "$_kn" -gt 0 ] && _kdist_live "$1"; do sleep "$_kt"; _kn=$((_kn - 1)); done
-  ! _kdist_live "$1"
-}
-"""
 
-# The watchdog: `sh -c WATCHDOG kdist-watchdog BASE GRACE` with the SSH channel as stdin.
-# BASE is `.kdist/attempts/<attempt>`. No single quotes (embedded in the guard, see above).
-WATCHDOG_SCRIPT = (
-    STOP_FUNCTIONS
-    + r"""
-while read -r _; do :; done
-touch "$1.cancel" 2>/dev/null
-[ -f "$1.pgid" ] || exit 0
-read -r _pg 2>/dev/null <"$1.pgid"
-_kdist_stop "$_pg" "$2"
-"""
-)
+def host_script(name: str) -> str:
+    """The text of kdist/remote/scripts/NAME (package data)."""
+    return (files("kdist.remote") / "scripts" / name).read_text(encoding="utf-8")
 
-# The build's group leader: `sh -c BUILD kdist-build BASE ATTEMPT ARGV...`, run under setsid.
-BUILD_WRAPPER = rf"""
-echo "$$" >"$1.pgid.tmp" && mv -f "$1.pgid.tmp" "$1.pgid" || exit {NO_WORKDIR}
-[ -e "$1.cancel" ] && exit {EXIT_CANCELLED}
-KDIST_ATTEMPT=$2
-export KDIST_ATTEMPT
-shift 2
-exec "$@"
-"""
 
-# `perl -e NEWGROUP -- ARGV...`: setsid's stand-in; becomes a group leader, then execs ARGV.
-NEWGROUP_PERL = (
-    r"setpgrp(0, 0) or die qq(kdist: setpgrp: $!\n); exec { $ARGV[0] } @ARGV;"
-    r" print STDERR qq(kdist: $ARGV[0]: $!\n); exit 127"
-)
-
-# `sh -c GUARDED kdist-guarded WORKDIR ATTEMPT GRACE ARGV...`
-GUARDED_SCRIPT = (
-    STOP_FUNCTIONS
-    + rf"""
-cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}
-a=$2 g=$3
-shift 3
-b=.kdist/attempts/$a
-{{ mkdir -p .kdist/attempts && touch "$b.start"; }} 2>/dev/null ||
-  {{ echo "kdist: cannot write $PWD/.kdist/attempts" >&2; exit {NO_WORKDIR}; }}
-if command -v setsid >/dev/null 2>&1; then ng=setsid
-elif command -v perl >/dev/null 2>&1; then ng=perl
-else echo "kdist: the host needs setsid (util-linux) or perl to run a build" >&2; exit 127
-fi
-pl='{NEWGROUP_PERL}'
-wd='{WATCHDOG_SCRIPT}'
-bw='{BUILD_WRAPPER}'
-rm -f "$b.pgid" "$b.pgid.tmp"
-exec 3<&0 </dev/null
-if [ "$ng" = setsid ]; then
-  setsid sh -c "$wd" kdist-watchdog "$b" "$g" <&3 >/dev/null 2>&1 &
-else
-  perl -e "$pl" -- sh -c "$wd" kdist-watchdog "$b" "$g" <&3 >/dev/null 2>&1 &
-fi
-w=$!
-exec 3<&-
-if [ "$ng" = setsid ]; then
-  setsid sh -c "$bw" kdist-build "$b" "$a" "$@"
-else
-  perl -e "$pl" -- sh -c "$bw" kdist-build "$b" "$a" "$@"
-fi
-st=$?
-kill -s KILL -- "-$w" 2>/dev/null || kill -s KILL "$w" 2>/dev/null
-wait "$w" 2>/dev/null
-pg=
-[ -f "$b.pgid" ] && read -r pg 2>/dev/null <"$b.pgid"
-_kdist_stop "$pg" "$g"
-rm -f "$b.pgid" "$b.pgid.tmp"
-exit "$st"
-"""
-)
-
-# `sh -c KILL_ATTEMPT kdist-kill WORKDIR ATTEMPT GRACE`
-KILL_ATTEMPT_SCRIPT = (
-    STOP_FUNCTIONS
-    + r"""
-LC_ALL=C
-export LC_ALL
-cd "$1" 2>/dev/null || exit 0
-b=.kdist/attempts/$2
-mkdir -p .kdist/attempts 2>/dev/null && touch "$b.cancel" 2>/dev/null
-[ -f "$b.pgid" ] || exit 0
-p=
-read -r p 2>/dev/null <"$b.pgid"
-case $p in ''|*[!0-9]*|0*|1) exit 0 ;; esac
-if tr "\0" "\n" <"/proc/$p/environ" 2>/dev/null | grep -q .; then
-  tr "\0" "\n" <"/proc/$p/environ" 2>/dev/null | grep -Fqx "KDIST_ATTEMPT=$2" || exit 0
-fi
-_kdist_stop "$p" "$3" && exit 0
-echo "kdist: process group $p of attempt $2 survived SIGKILL" >&2
-exit 1
-"""
-)
-
-# `sh -c HOLD_LOCK kdist-lock WORKDIR RUN_ID WAIT`
-HOLD_LOCK_SCRIPT = rf"""
-LC_ALL=C
-export LC_ALL
-d=$1/.kdist
-{{ mkdir -p "$d" && cd "$d" && touch lock; }} 2>/dev/null ||
-  {{ echo "kdist: cannot create $d/lock" >&2; exit {NO_WORKDIR}; }}
-exec 9>>lock
-if command -v flock >/dev/null 2>&1; then
-  if [ "$3" = 0 ]; then flock -n 9; else flock -w "$3" 9; fi
-else
-  perl -MFcntl=:flock -MTime::HiRes=time,sleep -e '
-    open(my $f, ">>&=", 9) or exit 2;
-    my $end = time + $ARGV[0];
-    until (flock($f, LOCK_EX | LOCK_NB)) {{ exit 1 if time >= $end; sleep 0.1 }}
-    exit 0' "$3"
-fi
-if [ $? -ne 0 ]; then
-  o=
-  [ -f owner ] && read -r o 2>/dev/null <owner
-  echo "busy ${{o:-unknown}}"
-  exit {EXIT_BUSY}
-fi
-echo "$2 $(uname -n) $(date +%s)" >"owner.$$" && mv -f "owner.$$" owner
-echo "locked $2"
-while read -r _; do :; done
-exit 0
-"""
-
-# `sh -c MANIFEST kdist-manifest ARTIFACTS WORKDIR ATTEMPT MAX_SIZE`
-MANIFEST_SCRIPT = rf"""
-LC_ALL=C
-export LC_ALL
-m=$2/.kdist/attempts/$3.start
-case $m in /*) ;; *) m=$PWD/$m ;; esac
-[ -f "$m" ] || m=
-cd "$1" 2>/dev/null || {{ echo "kdist: no artifacts directory $1" >&2; exit {EXIT_NO_ARTIFACTS}; }}
-if command -v sha256sum >/dev/null 2>&1; then hs=sha256sum
-elif command -v shasum >/dev/null 2>&1; then hs="shasum -a 256"
-else hs=
-fi
-for n in * .[!.]* ..?*; do
-  [ -e "$n" ] || [ -L "$n" ] || continue
-  s=- h=- fr=0
-  if [ -L "$n" ]; then k=l
-  elif [ -f "$n" ]; then
-    k=f
-    s=$(stat -c %s -- "./$n" 2>/dev/null || stat -f %z -- "./$n" 2>/dev/null ||
-        wc -c <"./$n" 2>/dev/null)
-    s=$(echo $s)
-    case $s in ''|*[!0-9]*) continue ;; esac
-    if [ -n "$hs" ] && [ "$s" -le "$4" ]; then
-      h=$($hs <"./$n" 2>/dev/null)
-      h=${{h%% *}}
-      case $h in *[!0-9a-f]*|'') h=- ;; esac
-      [ ${{#h}} -eq 64 ] || h=-
-    fi
-  elif [ -d "$n" ]; then k=d
-  else k=o
-  fi
-  if [ -n "$m" ] && [ -n "$(find "./$n" -prune -newer "$m" 2>/dev/null)" ]; then fr=1; fi
-  x=$(printf %s "$n" | od -An -v -tx1 | tr -d " \n")
-  printf "%s\t%s\t%s\t%s\t%s\n" "$k" "$s" "$h" "$fr" "$x"
-done
-exit 0
-"""
+# The functions that stop a process group, put in front of the scripts that call them.
+STOP_FUNCTIONS = host_script("stop-group.sh")
+WATCHDOG_SCRIPT = STOP_FUNCTIONS + host_script("watchdog.sh")
+BUILD_WRAPPER = host_script("build-wrapper.sh")
+GUARDED_SCRIPT = STOP_FUNCTIONS + host_script("guard.sh")
+KILL_ATTEMPT_SCRIPT = STOP_FUNCTIONS + host_script("kill-attempt.sh")
+HOLD_LOCK_SCRIPT = host_script("hold-lock.sh")
+MANIFEST_SCRIPT = host_script("manifest.sh")
+# What `guarded` does before a build starts, for builds that run elsewhere (a container).
+MARK_START_SCRIPT = host_script("mark-start.sh")
 
 
 @dataclass(frozen=True)
@@ -250,15 +74,18 @@ def guarded(argv: Sequence[str], *, workdir: str, attempt: str, grace: int = 10)
     if not argv:
         msg = "guarded needs a command"
         raise ValueError(msg)
-    return ["sh", "-c", GUARDED_SCRIPT, "kdist-guarded", workdir, attempt, str(grace), *argv]
-
-
-# `sh -c MARK_START kdist-mark WORKDIR ATTEMPT`: what `guarded` does before a build starts, for
-# builds that run elsewhere (a container): the marker that tells fresh artifacts from stale ones.
-MARK_START_SCRIPT = rf"""
-cd "$1" 2>/dev/null || {{ echo "kdist: no directory $1" >&2; exit {NO_WORKDIR}; }}
-mkdir -p .kdist/attempts && touch ".kdist/attempts/$2.start"
-"""
+    return [
+        "sh",
+        "-c",
+        GUARDED_SCRIPT,
+        "kdist-guarded",
+        workdir,
+        attempt,
+        str(grace),
+        WATCHDOG_SCRIPT,
+        BUILD_WRAPPER,
+        *argv,
+    ]
 
 
 def mark_start(workdir: str, attempt: str) -> list[str]:

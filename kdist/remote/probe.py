@@ -9,30 +9,11 @@ from dataclasses import dataclass, field
 
 from kdist.errors import KdistError
 from kdist.model import UNAME_TO_GOARCH, Host, Platform
+from kdist.remote.hostside import host_script
 from kdist.transport import Transport
 
 # One probe, one round trip: facts for `hosts check` and platform detection.
-PROBE_SCRIPT = r"""
-printf 'arch=%s\n' "$(uname -m)"
-printf 'os=%s\n' "$(uname -s)"
-for t in make go rsync git; do
-  if command -v "$t" >/dev/null 2>&1; then
-    case "$t" in
-      go) v=$(go version 2>/dev/null) ;;
-      make) v=$(make --version 2>/dev/null | head -n 1) ;;
-      rsync) v=$(rsync --version 2>/dev/null | head -n 1) ;;
-      git) v=$(git --version 2>/dev/null) ;;
-    esac
-    printf 'tool.%s=%s\n' "$t" "$v"
-  else
-    printf 'tool.%s=\n' "$t"
-  fi
-done
-mkdir -p -- "$1" 2>/dev/null
-printf 'workdir_ok=%s\n' "$( [ -d "$1" ] && [ -w "$1" ] && echo 1 || echo 0 )"
-printf 'disk_free_kb=%s\n' "$(df -Pk -- "$1" 2>/dev/null | awk 'NR==2 {print $4}')"
-"""
-
+PROBE_SCRIPT = host_script("probe.sh")
 
 REQUIRED_TOOLS = ("make", "go", "rsync")
 MIN_FREE_KB = 1024 * 1024  # 1 GiB: less than one Kubernetes platform's output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -16,20 +17,24 @@ from pathlib import Path
 
 import pytest
 
+import kdist.remote
 from kdist.remote.argv import NO_WORKDIR
 from kdist.remote.hostside import (
     BUILD_WRAPPER,
     EXIT_BUSY,
+    EXIT_CANCELLED,
     EXIT_NO_ARTIFACTS,
-    NEWGROUP_PERL,
     WATCHDOG_SCRIPT,
     ManifestEntry,
     guarded,
     hold_lock,
     kill_attempt,
     manifest,
+    mark_start,
     parse_manifest,
 )
+
+SCRIPTS = Path(kdist.remote.__file__).parent / "scripts"
 
 # Upper time bounds leave room for a loaded 2-core CI machine; each stays well below the
 # 10 s grace a wrong code path would wait for, so the tests still tell right from wrong.
@@ -345,13 +350,15 @@ def test_bad_numbers_and_empty_argv_are_refused() -> None:
             call()
 
 
-def test_argv_shapes_and_embedded_scripts() -> None:
-    """Builders are `sh -c SCRIPT NAME ARGS...`; embedded programs contain no single quote."""
+def test_argv_shapes_pass_values_as_arguments() -> None:
+    """Builders are `sh -c SCRIPT NAME ARGS...`; the guard gets its helper scripts as arguments."""
     assert guarded(["make", "x"], workdir="/w", attempt="a-1", grace=3)[3:] == [
         "kdist-guarded",
         "/w",
         "a-1",
         "3",
+        WATCHDOG_SCRIPT,
+        BUILD_WRAPPER,
         "make",
         "x",
     ]
@@ -359,8 +366,33 @@ def test_argv_shapes_and_embedded_scripts() -> None:
     assert hold_lock("/w", "r1", 1.5)[3:] == ["kdist-lock", "/w", "r1", "1.5"]
     assert hold_lock("/w", "r1", 2)[-1] == "2"
     assert manifest("/w/o", "/w", "a-1", 99)[3:] == ["kdist-manifest", "/w/o", "/w", "a-1", "99"]
-    for program in (WATCHDOG_SCRIPT, BUILD_WRAPPER, NEWGROUP_PERL):
-        assert "'" not in program
+
+
+def test_scripts_exit_codes_match_python() -> None:
+    """Every `EXIT_NAME=N` a host script defines is the number kdist reads under that name."""
+    known = {
+        "EXIT_NO_WORKDIR": NO_WORKDIR,
+        "EXIT_BUSY": EXIT_BUSY,
+        "EXIT_NO_ARTIFACTS": EXIT_NO_ARTIFACTS,
+        "EXIT_CANCELLED": EXIT_CANCELLED,
+        "EXIT_NO_TOOL": 127,
+    }
+    found = 0
+    for script in sorted(SCRIPTS.glob("*.sh")):
+        for name, value in re.findall(r"^(EXIT_[A-Z_]+)=(\d+)", script.read_text(), re.M):
+            assert known.get(name) == int(value), f"{script.name}: {name}={value}"
+            found += 1
+    assert found >= 6
+
+
+def test_mark_start_touches_the_marker_or_exits_no_workdir(procs: Procs, tmp_path: Path) -> None:
+    """mark_start creates the attempt's start marker; a missing workdir is exit 97."""
+    done = procs.run(mark_start(str(tmp_path), "r1-1"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".kdist" / "attempts" / "r1-1.start").is_file()
+    missing = procs.run(mark_start(str(tmp_path / "no"), "r1-1"))
+    assert missing.returncode == NO_WORKDIR
+    assert "no directory" in missing.stderr
 
 
 # --- kill_attempt ----------------------------------------------------------------------
