@@ -89,6 +89,16 @@ class IntegrityError(KdistError):
     exit_status = ExitStatus.INTEGRITY_ERROR
 
 
+class Interrupted(KdistError):
+    """The user stopped the run (Ctrl-C, SIGTERM); `stopped` says what stopped on each host."""
+
+    exit_status = ExitStatus.INTERRUPTED
+
+    def __init__(self, stopped: tuple[str, ...] = ()) -> None:
+        super().__init__("interrupted")
+        self.stopped = stopped
+
+
 class PackageError(KdistError):
     """Packaging the release tarballs failed."""
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from kdist.cli import options
-from kdist.errors import ExitStatus, KdistError
+from kdist.errors import ExitStatus, Interrupted, KdistError
 
 if TYPE_CHECKING:
     from kdist.engine.prepare import TransportFactory
@@ -32,6 +32,11 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
         return _error(exc)
     try:
         return int(asyncio.run(_interruptible(invocation, transports)))
+    except Interrupted as exc:
+        for line in exc.stopped:  # one line per host, what was stopped there
+            print(f"kdist: {line}", file=sys.stderr)
+        print("kdist: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
     except KdistError as exc:
         return _error(exc)
     except KeyboardInterrupt:

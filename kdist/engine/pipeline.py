@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -29,18 +29,19 @@ from kdist.engine.prepare import (
 )
 from kdist.engine.scheduler import HostSession, Scheduler
 from kdist.engine.timeline import span
+from kdist.engine.watch import RunWatch
 from kdist.errors import (
     CommandFailed,
     ConnectError,
     HeadNodeError,
     InfraError,
     IntegrityError,
+    Interrupted,
     KdistError,
     PackageError,
     head_node_faults,
 )
 from kdist.events import (
-    Event,
     Note,
     OutputLine,
     PhaseStarted,
@@ -48,6 +49,7 @@ from kdist.events import (
     Reporter,
     RunStarted,
     SliceFinished,
+    Transfer,
 )
 from kdist.model import (
     Host,
@@ -65,30 +67,12 @@ from kdist.stages.collect import collect_slice
 from kdist.stages.container import save_image
 from kdist.stages.publish import Packager
 from kdist.stages.tests import run_tests
-from kdist.transport import Transport
+from kdist.transport import Progress, Transport
 
 if TYPE_CHECKING:
     from kdist.stages import container
 
 __all__ = ["execute", "run"]
-
-
-class NoteKeeper:
-    """Passes events on and keeps every note's text, so the summary has them too."""
-
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
-        self.notes: list[str] = []
-
-    def emit(self, event: Event) -> None:
-        """Keep notes, forward everything."""
-        if isinstance(event, Note):
-            self.notes.append(event.text)
-        self.inner.emit(event)
-
-    def close(self) -> None:
-        """Close the wrapped reporter."""
-        self.inner.close()
 
 
 async def execute(
@@ -102,7 +86,7 @@ async def execute(
 ) -> RunResult:
     """Run every slice of the plan; package as platforms arrive; publish when all are done."""
     the_plan = prepared.plan
-    reporter = NoteKeeper(reporter)
+    reporter = RunWatch(reporter)
     run_id, started = secrets.token_hex(4), time.time() if started is None else started
     boxes = await _container_setup(job, run_id)
     memo = await Memo.open(job, boxes.head.key(boxes.spec) if boxes else "")
@@ -127,6 +111,8 @@ async def execute(
             outcome.tarballs = published  # the tests passed for exactly these inputs already
         else:
             await _conclude(job, outcome, sched, packager, memo, reporter)
+    except asyncio.CancelledError:
+        raise Interrupted(tuple(reporter.stopped())) from None
     finally:
         if packager is not None:
             packager.abort()  # nothing left behind, whatever happened (a no-op once published)
@@ -212,12 +198,14 @@ async def _conclude(
     sched: Scheduler,
     packager: Packager | None,
     memo: Memo,
-    reporter: Reporter,
+    reporter: RunWatch,
 ) -> None:
     """Unit tests, then publish; remember the release for the next no-op run."""
     if job.run_tests and job.profile.test and outcome.ok:
+        reporter.stage, reporter.test_host = "tests", outcome.plan.test_host
         await run_tests(job, sched, outcome, reporter)
     if packager is not None:
+        reporter.stage = "publish"
         with span(reporter, "publish", ""):
             await packager.finish(outcome)
         if outcome.ok:
@@ -238,8 +226,8 @@ async def _setup_host(
         wait = job.limits.lock_wait
         with span(reporter, "lock", name):
             session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
-    with span(reporter, "sync", name):
-        await sync.sync_tree(session.transport, job.source, workdir)
+    with span(reporter, "sync", name), _metered(reporter, name, "", "sync") as progress:
+        await sync.sync_tree(session.transport, job.source, workdir, progress)
     if boxes is not None:
         from kdist.stages import container
 
@@ -351,7 +339,10 @@ async def _attempt(
                     raise _build_error(slc, built.returncode, built.tail(10))
                 phase = "pull"
                 reporter.emit(PhaseStarted(slc.key, phase))
-                with span(reporter, "pull", slc.host, slc.key, attempt_id):
+                with (
+                    span(reporter, "pull", slc.host, slc.key, attempt_id),
+                    _metered(reporter, slc.host, slc.key, "pull") as progress,
+                ):
                     artifacts = await collect_slice(
                         session.transport,
                         slc,
@@ -359,6 +350,7 @@ async def _attempt(
                         job.expected(slc.platform),
                         job.artifact_root,
                         attempt_id,
+                        progress,
                     )
         except HeadNodeError:
             raise  # the run stops: no build host is to blame
@@ -389,6 +381,21 @@ def _failed(slc: Slice, phase: str, exc: BaseException, took: float, log: str) -
     else:
         status = Status.FAILED
     return SliceResult(slc, status, took, phase, str(exc), log)
+
+
+@contextlib.contextmanager
+def _metered(reporter: Reporter, host: str, key: str, direction: str) -> Iterator[Progress]:
+    """A byte counter for one transfer whose counts become Transfer events (the last, final)."""
+    moved = [0]
+
+    def progress(done: int) -> None:
+        moved[0] = done
+        reporter.emit(Transfer(host, key, direction, done))
+
+    try:
+        yield progress
+    finally:
+        reporter.emit(Transfer(host, key, direction, moved[0], finished=True))
 
 
 def _log_sink(log: TextIO, slc: Slice, reporter: Reporter) -> Callable[[str], None]:

@@ -106,7 +106,13 @@ class Scheduler:
         return moved
 
     async def release(self) -> None:
-        """Release every host-side lock this run holds."""
+        """Stop host setups still running (an interrupted run), release every workdir lock."""
+        pending: list[asyncio.Task[Any]] = [t for t in self._opening.values() if not t.done()]
+        pending += [s.ready for s in self._sessions.values() if s.ready and not s.ready.done()]
+        for task in pending:
+            task.cancel()
+        # Awaited here, so none is left pending or with an exception nobody looked at.
+        await asyncio.gather(*pending, return_exceptions=True)
         for session in self._sessions.values():
             if session.lock is not None:
                 with contextlib.suppress(Exception):

@@ -13,7 +13,7 @@ from kdist.errors import IntegrityError, MissingArtifacts, TransferError
 from kdist.model import Artifact, Platform, Slice
 from kdist.remote import hostside
 from kdist.stages import binfmt
-from kdist.transport import TAIL_LINES, Transport
+from kdist.transport import TAIL_LINES, Progress, Transport
 
 MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway
 
@@ -32,6 +32,7 @@ async def collect_slice(
     expected: tuple[str, ...] | None,
     relative_to: Path,
     attempt: str = "",
+    progress: Progress | None = None,
 ) -> tuple[Artifact, ...]:
     """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive.
 
@@ -45,7 +46,7 @@ async def collect_slice(
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
     try:
-        result = await transport.pull(slc.artifacts, staging)
+        result = await transport.pull(slc.artifacts, staging, progress=progress)
         if not result.ok:
             msg = f"{slc.host}: pull of {slc.artifacts} failed (rsync exit {result.returncode})"
             raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))

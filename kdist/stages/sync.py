@@ -8,14 +8,16 @@ from pathlib import Path
 from kdist.errors import InfraError, TransferError
 from kdist.remote import hostside
 from kdist.remote.argv import write_file
-from kdist.transport import Spawned, Transport
+from kdist.transport import Progress, Spawned, Transport
 
 
-async def sync_tree(transport: Transport, source: Path, workdir: str) -> float:
+async def sync_tree(
+    transport: Transport, source: Path, workdir: str, progress: Progress | None = None
+) -> float:
     """Rsync `source` to `workdir` (excluding _output/ and .git/); returns seconds taken."""
     if transport.host.local:
         return 0.0  # the head node builds in its own tree
-    result = await transport.push(source, workdir)
+    result = await transport.push(source, workdir, progress=progress)
     if not result.ok:
         msg = f"{transport.host.name}: sync to {workdir} failed (rsync exit {result.returncode})"
         raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))

@@ -28,7 +28,7 @@ from kdist.errors import CommandTimeout, ConnectError, ConnectionLost
 from kdist.model import UNAME_TO_GOARCH, CommandResult, Host, Platform
 from kdist.remote import hostside, probe
 from kdist.remote.argv import SYNC_EXCLUDES, mkdir, remove, remove_tree, write_file
-from kdist.transport import LineSink, OutputCollector, Spawned
+from kdist.transport import LineSink, OutputCollector, Progress, Spawned
 
 GO_VERSION = "go1.22.4"
 _CLOCK_TICK = 0.02
@@ -170,7 +170,9 @@ class FakeTransport:
         self.spawned.append(spawned)
         return spawned
 
-    async def push(self, src: Path, dest: str) -> CommandResult:
+    async def push(
+        self, src: Path, dest: str, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Copy the tree `src` into `dest` on the fake host (or answer as scripted)."""
         self._check_link(("rsync",))
         self.calls.append(Call("push", path=dest))
@@ -179,9 +181,13 @@ class FakeTransport:
         target = self.path(dest)
         ignore = shutil.ignore_patterns(*(p.strip("/") for p in SYNC_EXCLUDES))
         shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True, ignore=ignore)
+        if progress is not None:  # the bytes of the files, as if they had crossed the wire
+            progress(sum(f.stat().st_size for f in target.rglob("*") if f.is_file()))
         return CommandResult(("rsync",), 0)
 
-    async def pull(self, src: str, dest: Path) -> CommandResult:
+    async def pull(
+        self, src: str, dest: Path, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Copy the regular files under `src` on the fake host into `dest`, as rsync would."""
         self._check_link(("rsync",))
         self.calls.append(Call("pull", path=src))
@@ -191,9 +197,13 @@ class FakeTransport:
         if not folder.is_dir():
             text = f'rsync: [sender] change_dir "{src}" failed: No such file or directory (2)'
             return CommandResult(("rsync",), 23, text)
+        moved = 0
         for entry in sorted(folder.iterdir()):
             if entry.is_file() and not entry.is_symlink():  # no --links, no specials
                 shutil.copy2(entry, dest / entry.name)
+                moved += entry.stat().st_size
+        if progress is not None:
+            progress(moved)
         return CommandResult(("rsync",), 0)
 
     async def forward_socket(self, remote_path: str) -> str:

@@ -31,6 +31,7 @@ from kdist.errors import ConfigError
 from kdist.model import CommandResult, Host
 
 LineSink = Callable[[str], None]
+Progress = Callable[[int], None]  # bytes a transfer has moved so far, on the wire
 TAIL_LINES = 200
 
 
@@ -73,17 +74,22 @@ class Transport(Protocol):
     async def spawn(self, argv: Sequence[str]) -> Spawned:
         """Start a long-lived command (a lock holder) whose stdin stays open until closed."""
 
-    async def push(self, src: Path, dest: str) -> CommandResult:
+    async def push(
+        self, src: Path, dest: str, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Mirror the local tree `src` into `dest` on the host (rsync, incremental).
 
         rsync's exit code is data; HeadNodeError when rsync cannot run on this machine.
+        `progress` hears, as data flows, how many bytes moved so far (not on the head node).
         """
 
-    async def pull(self, src: str, dest: Path) -> CommandResult:
+    async def pull(
+        self, src: str, dest: Path, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Copy the regular files under `src` on the host into the local folder `dest`.
 
         rsync's exit code is data, unless rsync says this machine could not write `dest`
-        (disk full, read-only, ...): then HeadNodeError, naming the path.
+        (disk full, read-only, ...): then HeadNodeError, naming the path. `progress` as in push.
         """
 
     async def forward_socket(self, remote_path: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from kdist.errors import CommandTimeout, HeadNodeError
 from kdist.model import CommandResult, Host
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
-from kdist.transport import LineSink, OutputCollector, Spawned
+from kdist.transport import LineSink, OutputCollector, Progress, Spawned
 
 
 class LocalTransport:
@@ -57,12 +57,16 @@ class LocalTransport:
             raise HeadNodeError.from_os(exc) from exc
         return _LocalSpawned(proc)
 
-    async def push(self, src: Path, dest: str) -> CommandResult:
+    async def push(
+        self, src: Path, dest: str, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Mirror `src` into the local directory `dest` with rsync."""
         await self.run(mkdir(dest))
         return await run_rsync(rsync_push(None, src, dest))
 
-    async def pull(self, src: str, dest: Path) -> CommandResult:
+    async def pull(
+        self, src: str, dest: Path, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Copy the regular files under `src` into `dest` with rsync."""
         return await run_rsync(rsync_pull(None, src, dest), receiving=dest)
 
@@ -96,14 +100,16 @@ class _LocalSpawned:
             await self._proc.wait()
 
 
-async def run_rsync(argv: Sequence[str], receiving: Path | None = None) -> CommandResult:
+async def run_rsync(
+    argv: Sequence[str], receiving: Path | None = None, env: Mapping[str, str] | None = None
+) -> CommandResult:
     """Run rsync on this machine; its exit code is data unless this machine is at fault.
 
     HeadNodeError when rsync cannot start here, or when it says it could not write into
     `receiving` (the local side of a pull) for a reason of this machine's disk.
     """
     try:
-        proc = await _start(argv, None, None, piped=False)
+        proc = await _start(argv, None, env, piped=False)
     except OSError as exc:
         raise HeadNodeError.from_os(exc) from exc
     result = await _finish("this machine", proc, argv, None, OutputCollector(None), None, False)

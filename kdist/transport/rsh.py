@@ -20,6 +20,7 @@ import threading
 HEADER = struct.Struct("!BI")
 STDOUT, STDERR, EXIT = 1, 2, 3
 CHUNK = 256 * 1024
+TRANSFER_ENV = "KDIST_TRANSFER"
 
 
 def _read(fd: int) -> bytes:
@@ -71,8 +72,10 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         sys.stderr.write(f"kdist rsh: cannot reach kdist at {argv[0]}: {exc}\n")
         return 255
-    # Like ssh, join the command words with spaces: rsync has already quoted them.
-    sock.sendall(json.dumps({"command": " ".join(argv[2:])}).encode() + b"\n")
+    # Like ssh, join the command words with spaces: rsync has already quoted them. The
+    # transfer id (set by kdist in rsync's environment) tells kdist whose bytes these are.
+    header = {"command": " ".join(argv[2:]), "transfer": os.environ.get(TRANSFER_ENV, "")}
+    sock.sendall(json.dumps(header).encode() + b"\n")
     threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
     try:
         while True:

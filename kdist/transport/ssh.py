@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import itertools
 import json
 import re
 import shutil
@@ -25,7 +26,7 @@ import asyncssh
 from kdist.errors import CommandTimeout, ConfigError, ConnectError, ConnectionLost
 from kdist.model import CommandResult, Endpoint, Host
 from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
-from kdist.transport import LineSink, OutputCollector, Spawned, SshOptions, rsh
+from kdist.transport import LineSink, OutputCollector, Progress, Spawned, SshOptions, rsh
 from kdist.transport.local import run_rsync
 
 CHUNK = 256 * 1024
@@ -45,6 +46,7 @@ class SshTransport:
         self._server: asyncio.AbstractServer | None = None
         self._sockdir: str | None = None
         self._forwards: dict[str, str] = {}  # remote socket -> local socket
+        self._meters: dict[str, _Meter] = {}  # transfer id -> its byte count
 
     @property
     def label(self) -> str:
@@ -239,7 +241,14 @@ class SshTransport:
         self._rsh = to_shell(helper)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one rsync --rsh session: open a channel and relay bytes and the exit status."""
+        """Serve one rsync --rsh session (the relay server's callback)."""
+        # An interrupted run cancels every task, and Python before 3.12 prints a traceback for
+        # a server callback that ends cancelled: the relay ends quietly instead.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve_rsh(reader, writer)
+
+    async def _serve_rsh(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Open a channel for rsync's command and relay bytes (counted) and the exit status."""
         try:
             header = json.loads(await reader.readline())
             assert self._conn is not None
@@ -249,11 +258,12 @@ class SshTransport:
             writer.write(_frame(rsh.EXIT, b"255"))
             await _close(writer)
             return
-        upload = asyncio.create_task(_copy_up(reader, proc))
+        meter = self._meters.get(str(header.get("transfer", "")), _Meter(None))
+        upload = asyncio.create_task(_copy_up(reader, proc, meter))
         try:
             await asyncio.gather(
-                _copy_down(proc.stdout, writer, rsh.STDOUT),
-                _copy_down(proc.stderr, writer, rsh.STDERR),
+                _copy_down(proc.stdout, writer, rsh.STDOUT, meter),
+                _copy_down(proc.stderr, writer, rsh.STDERR, meter),
             )
             done = await proc.wait()
             status = done.exit_status if done.exit_status is not None else 255
@@ -316,14 +326,29 @@ class SshTransport:
     def _lost(self, doing: str, exc: BaseException) -> ConnectionLost:
         return ConnectionLost(f"{self.label}: connection lost while {doing}: {exc}")
 
-    async def push(self, src: Path, dest: str) -> CommandResult:
+    async def push(
+        self, src: Path, dest: str, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Rsync `src` to `dest` on the host over this connection."""
         await self.run(mkdir(dest))
-        return await run_rsync(rsync_push(self._rsh_command(), src, dest))
+        return await self._rsync(rsync_push(self._rsh_command(), src, dest), progress)
 
-    async def pull(self, src: str, dest: Path) -> CommandResult:
+    async def pull(
+        self, src: str, dest: Path, *, progress: Progress | None = None
+    ) -> CommandResult:
         """Rsync the regular files under `src` on the host into `dest`."""
-        return await run_rsync(rsync_pull(self._rsh_command(), src, dest), receiving=dest)
+        return await self._rsync(rsync_pull(self._rsh_command(), src, dest), progress, dest)
+
+    async def _rsync(
+        self, argv: list[str], progress: Progress | None, receiving: Path | None = None
+    ) -> CommandResult:
+        """Run the local rsync; its relay sessions count their bytes into `progress`."""
+        transfer = f"t{next(_TRANSFERS)}"
+        self._meters[transfer] = _Meter(progress)
+        try:
+            return await run_rsync(argv, receiving, env={rsh.TRANSFER_ENV: transfer})
+        finally:
+            del self._meters[transfer]
 
     async def forward_socket(self, remote_path: str) -> str:
         """A private local socket reaching `remote_path` on the host through this connection.
@@ -420,20 +445,40 @@ class _SshSpawned:
         self._proc.close()
 
 
-async def _copy_up(reader: asyncio.StreamReader, proc: asyncssh.SSHClientProcess[bytes]) -> None:
+class _Meter:
+    """Counts the bytes of one transfer (all its relay sessions) and tells `progress`."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.bytes = 0
+
+    def add(self, count: int) -> None:
+        self.bytes += count
+        if self.progress is not None:
+            self.progress(self.bytes)
+
+
+_TRANSFERS = itertools.count(1)
+
+
+async def _copy_up(
+    reader: asyncio.StreamReader, proc: asyncssh.SSHClientProcess[bytes], meter: _Meter
+) -> None:
     with contextlib.suppress(OSError, asyncssh.Error):
         while data := await reader.read(CHUNK):
             proc.stdin.write(data)
             await proc.stdin.drain()
+            meter.add(len(data))
         proc.stdin.write_eof()
 
 
 async def _copy_down(
-    stream: asyncssh.SSHReader[bytes], writer: asyncio.StreamWriter, kind: int
+    stream: asyncssh.SSHReader[bytes], writer: asyncio.StreamWriter, kind: int, meter: _Meter
 ) -> None:
     while data := await stream.read(CHUNK):
         writer.write(_frame(kind, data))
         await writer.drain()
+        meter.add(len(data))
 
 
 @dataclass(frozen=True)

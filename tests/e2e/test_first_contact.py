@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -180,3 +184,28 @@ def test_run_documents_follow_the_schema(farm: Farm, traced: tuple[Ran, Path, Pa
     plan = kdist("release", "-n", "--json", "--source", source, "--hosts", farm.inventory_path)
     validator.validate(plan.json)
     assert plan.json["kind"] == "plan"
+
+
+def test_ctrl_c_during_sync_says_per_host_what_stopped(farm: Farm, tmp_path: Path) -> None:
+    """SIGINT while the tree syncs: one line per host, 'interrupted', exit 130, no traceback."""
+    source = make_project("generic", tmp_path / "cri-tools", "v0.9.1")
+    (source / "blob.bin").write_bytes(os.urandom(32 << 20))  # keeps rsync busy for a while
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kdist", "release", "--source", str(source), "--hosts",
+         str(farm.inventory_path), "--platforms", "linux/amd64,linux/arm64", "--skip-tests"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    while "] sync" not in seen:
+        line = proc.stdout.readline()
+        assert line, "kdist ended before syncing"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.splitlines()
+    assert lines[0].startswith("kdist: stopping remote builds")
+    assert sorted(ln.split(":")[1].strip() for ln in lines[1:-1]) == ["h1", "h2"], err
+    assert all(": stopped " in ln for ln in lines[1:-1]), err
+    assert lines[-1] == "kdist: interrupted"

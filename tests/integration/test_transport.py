@@ -158,6 +158,31 @@ def test_one_connection_carries_commands_and_rsync(farm: Farm, tmp_path: Path) -
     assert farm.accepted_logins("h2") - before == 1
 
 
+def test_push_and_pull_report_the_bytes_they_move(farm: Farm, tmp_path: Path) -> None:
+    """Over SSH, push and pull tell their progress callback the bytes moved, rising to the total."""
+    host = _farm_host(farm, "h3")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob").write_bytes(bytes(range(256)) * 4096)  # 1 MiB that does not compress
+    pushed: list[int] = []
+    pulled: list[int] = []
+
+    async def go() -> None:
+        transport = open_transport(host)
+        await transport.connect()
+        try:
+            await transport.push(src, str(tmp_path / "d"), progress=pushed.append)
+            await transport.pull(str(tmp_path / "d"), tmp_path / "back", progress=pulled.append)
+        finally:
+            await transport.close()
+
+    asyncio.run(go())
+    for counts in (pushed, pulled):
+        assert counts == sorted(counts)
+        assert counts[-1] > 1 << 20  # the file plus rsync's own protocol
+    assert (tmp_path / "back/blob").read_bytes() == (src / "blob").read_bytes()
+
+
 def test_changed_host_key_is_refused(tmp_path: Path) -> None:
     """A host whose key is not the one in known_hosts is refused, naming the host."""
     with Farm(tmp_path / "farm", 1, first_address=91) as solo:

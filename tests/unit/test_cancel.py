@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kdist.engine import pipeline
+from kdist.errors import Interrupted
 from kdist.testing.builders import FakeFarm, host, job
 from kdist.testing.fake import Reply
 from kdist.testing.reporter import RecordingReporter
@@ -21,7 +22,7 @@ async def _cancel_when_building(farm: FakeFarm, run: asyncio.Task[Any], builds: 
 
 
 def test_cancel_stops_remote_builds_and_releases_locks(tmp_path: Path) -> None:
-    """Cancelled mid-build: kill is sent for each attempt, locks and connections close."""
+    """Cancelled mid-build: kill sent per attempt, locks and connections closed, hosts named."""
     source = tmp_path / "src"
     source.mkdir()
     (source / "main.go").write_text("package main\n")
@@ -37,8 +38,12 @@ def test_cancel_stops_remote_builds_and_releases_locks(tmp_path: Path) -> None:
         await _cancel_when_building(farm, run, 2)
         await run
 
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(Interrupted) as caught:
         asyncio.run(scenario())
+    assert sorted(caught.value.stopped) == [
+        "h1: stopped the build of linux/amd64 (attempt 1)",
+        "h2: stopped the build of linux/arm64 (attempt 1)",
+    ]
     assert [len(farm[n].killed) for n in ("h1", "h2")] == [1, 1]
     assert all(s.closed for n in ("h1", "h2") for s in farm[n].spawned)
     assert not farm["h1"].connected and not farm["h2"].connected

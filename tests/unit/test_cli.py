@@ -204,7 +204,12 @@ def test_an_interrupt_exits_130_and_stops_the_builds(
     farm["h1"].on(["make"], _interrupt)
     argv: list[str | Path] = ["release", "--source", source, "--hosts", inventory, "--platforms", "linux/amd64"]
     assert kdist(farm, *argv) == ExitStatus.INTERRUPTED
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.splitlines()[-2:] == [
+        "kdist: h1: stopped the build of linux/amd64 (attempt 1)",
+        "kdist: interrupted",
+    ]
+    assert "Traceback" not in err
     assert len(farm["h1"].killed) == 1
     assert not (source / "_output/release-tars").exists()
 
