@@ -32,6 +32,9 @@ UNAME_TO_GOARCH = {
     "loongarch64": "loong64",
 }
 
+# --verify-reproducible=all: every slice is rebuilt on a second host and compared.
+REPRODUCE_ALL = -1
+
 # On the build host, not here; per-tree subfolders are created with the user's umask.
 DEFAULT_WORKDIR = "/var/tmp/kdist"  # noqa: S108
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
@@ -170,6 +173,7 @@ class Profile:
     build_what: tuple[str, ...] = ()  # argv template for `kdist build WHAT...`; {what} is the list
     test: tuple[str, ...] = ()  # argv template for the unit tests, run once before packaging
     package: tuple[str, ...] = ()  # argv: the repository's own packaging, run on the head node
+    smoke: tuple[str, ...] = ()  # argv template run per binary on a native host; {bin} is its path
     source: str = "<built-in>"
     images: Mapping[str, str] = field(default_factory=dict)  # server image variables (kubernetes)
     container: ContainerSpec | None = None  # set: builds run in this container by default

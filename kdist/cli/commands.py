@@ -25,13 +25,14 @@ from kdist.cli.options import (
     HostsListOptions,
     PackageOptions,
     ReleaseOptions,
+    VerifyOptions,
 )
 from kdist.cli.report import make_reporter, print_table
 from kdist.config.inventory import HOSTS_ENV, load_inventory, missing_known_hosts
 from kdist.config.limit import limit_hosts
 from kdist.config.profile import build_template, choose_profile, container_spec
 from kdist.config.version import compute_version
-from kdist.engine import check, pipeline
+from kdist.engine import check, journal, pipeline, toolchain
 from kdist.engine.job import Job, RunResult
 from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.engine.timeline import TimelineRecorder
@@ -48,8 +49,10 @@ from kdist.model import (
     Platform,
     Profile,
 )
+from kdist.packaging import signing
 from kdist.packaging.images import RELEASE_IMAGES, ImageSettings, describe
 from kdist.packaging.tarballs import expected_tarballs
+from kdist.packaging.verify import verify_release
 from kdist.remote.argv import remove, remove_tree, to_shell
 from kdist.stages import publish
 from kdist.transport import (
@@ -117,6 +120,8 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         native_only=run.native_only,
         limits=run.limits,
         container=container_spec(profile, source, os.environ, run.container),
+        go_pin=toolchain.read_pin(source),
+        allow_toolchain_drift=run.allow_toolchain_drift,
     )
     if isinstance(opts, BuildOptions):
         build_template(profile, opts.what)  # a profile that cannot build a subset says so now
@@ -128,6 +133,8 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         platforms=opts.platforms or profile.platforms,
         run_tests=opts.tests,
         reuse=opts.reuse,
+        reproduce=opts.verify_reproducible,
+        sign_key=_sign_key(opts.sign_key),
         images=_image_settings(profile, opts.images),
     )
     return release, inventory.hosts
@@ -153,6 +160,15 @@ def farm_transports(farm: Farm) -> TransportFactory:
         return open_transport(host, options)
 
     return factory
+
+
+def _sign_key(key: Path | None) -> Path | None:
+    """The --sign-key, tried once now so an unusable key fails before anything is built."""
+    if key is None:
+        return None
+    path = key.expanduser().resolve()
+    signing.check_key(path)
+    return path
 
 
 def print_json(doc: dict[str, Any]) -> None:
@@ -373,7 +389,8 @@ async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
     profile = choose_profile(source, opts.tree.profile)
     output = opts.output.resolve() if opts.output else source / "_output"
     job = Job(source=source, output=output, profile=profile, platforms=(),
-              version=compute_version(source, epoch=_source_date_epoch()), tree_id="")  # fmt: skip
+              version=compute_version(source, epoch=_source_date_epoch()), tree_id="",
+              sign_key=_sign_key(opts.sign_key))  # fmt: skip
     platforms = _packable(job, opts.platforms)
     job = replace(job, platforms=platforms, images=_image_settings(profile, True))
     if opts.dry_run:
@@ -384,8 +401,13 @@ async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
             print(f"  image {image['tags'][0]} on {image['base']} ({image['base_from']})")
         return ExitStatus.OK
     image_plan = await pipeline.plan_images(job)
+    results = await asyncio.to_thread(journal.recorded_results, job, platforms)
+    tree = await asyncio.to_thread(journal.tree_digest, source)
+    facts = publish.evidence_of(job, results, tree)
     with head_node_faults():
-        tarballs, built = await asyncio.to_thread(publish.package_now, job, platforms, image_plan)
+        tarballs, built = await asyncio.to_thread(
+            publish.package_now, job, platforms, facts, image_plan
+        )
     if display.json:
         images = [describe(b, output / RELEASE_IMAGES) for b in built]
         tars = [{"name": n, "sha256": d} for n, d in tarballs]
@@ -413,3 +435,24 @@ def _packable(job: Job, wanted: tuple[Platform, ...]) -> tuple[Platform, ...]:
         msg = f"no binaries in {job.binaries}/<os>/<arch>; build first"
         raise ConfigError(msg)
     return tuple(found)
+
+
+async def verify(opts: VerifyOptions, display: Display) -> ExitStatus:
+    """`kdist verify DIR`: checksums, signatures and provenance subjects; exit 4 on any failure."""
+    folder = opts.folder.resolve()
+    if not folder.is_dir():
+        msg = f"{opts.folder}: not a folder"
+        raise ConfigError(msg)
+    signers = opts.allowed_signers.resolve() if opts.allowed_signers else None
+    if signers is not None and not signers.is_file():
+        msg = f"--allowed-signers {opts.allowed_signers}: no such file"
+        raise ConfigError(msg)
+    report = await asyncio.to_thread(verify_release, folder, signers)
+    if display.json:
+        print_json(documents.verify_summary(report))
+    elif not display.quiet or not report.ok:
+        for finding in report.failures if display.quiet else report.findings:
+            print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.file}: {finding.message}")
+        verdict = "verified" if report.ok else f"{len(report.failures)} check(s) FAILED"
+        print(f"{report.folder}: {verdict}")
+    return ExitStatus.OK if report.ok else ExitStatus.INTEGRITY_ERROR

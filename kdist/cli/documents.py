@@ -14,8 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from kdist.engine import plan
 from kdist.errors import ExitStatus
-from kdist.model import Host, Inventory, Layout, Plan, Platform, Slice, SliceResult, Status
+from kdist.model import (
+    REPRODUCE_ALL,
+    Host,
+    Inventory,
+    Layout,
+    Plan,
+    Platform,
+    Slice,
+    SliceResult,
+    Status,
+)
 from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
+from kdist.packaging.verify import Report
 from kdist.remote.argv import in_dir, rsync_push, to_shell
 
 if TYPE_CHECKING:
@@ -118,12 +129,20 @@ def _container_words(job: Job, s: Slice, the_plan: Plan) -> list[str]:
 
 def _after(job: Job, the_plan: Plan) -> list[str]:
     steps: list[str] = []
+    if job.reproduce:
+        count = "every slice" if job.reproduce == REPRODUCE_ALL else f"{job.reproduce} slice(s)"
+        steps.append(f"rebuild {count} on a second host and compare every binary")
+    if job.profile.smoke:
+        steps.append(f"smoke test each binary on a native host: {to_shell(job.profile.smoke)}")
     if job.run_tests and job.profile.test:
         steps.append(f"unit tests on {the_plan.test_host}: {to_shell(job.profile.test)}")
     if job.package and job.profile.package:
         steps.append(f"package on this machine: {to_shell(job.profile.package)}")
     elif job.package:
         steps.append(f"package into {job.output / 'release-tars'} (checksummed, all or nothing)")
+    if job.package:
+        signed = f", signed with {job.sign_key}" if job.sign_key else ""
+        steps.append(f"SBOM per platform and provenance beside the tarballs{signed}")
     return steps
 
 
@@ -160,6 +179,36 @@ def _slice_doc(job: Job, r: SliceResult) -> dict[str, Any]:
         "image": r.image,
         "binaries": str(job.dest(r.slice.platform)),
         "artifacts": [{"path": a.path, "sha256": a.sha256, "size": a.size} for a in r.artifacts],
+        "attempt": r.record.attempt if r.record else None,
+        "host_key": r.record.host_key if r.record else None,
+        "toolchain": r.record.toolchain if r.record else None,
+        "reproducibility": _reproduction_doc(r),
+        "smoke": [
+            {"binary": s.binary, "host": s.host or None, "ok": s.ok if s.tested else None}
+            for s in r.smoke
+        ],
+    }
+
+
+def _reproduction_doc(r: SliceResult) -> dict[str, Any] | None:
+    rep = r.reproduction
+    if rep is None:
+        return None
+    return {
+        "agreed": rep.agreed,
+        "host": rep.record.host if rep.record else None,
+        "differences": list(rep.differences),
+        "reports": list(rep.reports),
+        "error": rep.error,
+    }
+
+
+def verify_summary(report: Report) -> dict[str, Any]:
+    """The JSON document of `kdist verify`."""
+    return {
+        "ok": report.ok,
+        "folder": str(report.folder),
+        "findings": [{"file": f.file, "ok": f.ok, "message": f.message} for f in report.findings],
     }
 
 
@@ -198,6 +247,7 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
         "images": [describe(b, job.output / RELEASE_IMAGES) for b in result.images],
         "package_error": result.package_error,
         "tests": _tests_doc(result),
+        "toolchain": result.toolchain,
         "notes": result.notes,
     }
 

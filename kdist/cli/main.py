@@ -109,4 +109,6 @@ async def program(
         return await commands.clean(command, display, reach(command.farm))
     if isinstance(command, options.PackageOptions):
         return await commands.package_only(command, display)
+    if isinstance(command, options.VerifyOptions):
+        return await commands.verify(command, display)
     return await commands.build_or_release(command, display, reach(command.run.farm))

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from kdist import __version__
 from kdist.config.inventory import HOSTS_ENV
 from kdist.errors import ConfigError
-from kdist.model import UNAME_TO_GOARCH, Limits, Platform, parse_platform_list
+from kdist.model import REPRODUCE_ALL, UNAME_TO_GOARCH, Limits, Platform, parse_platform_list
 
 _T = TypeVar("_T")
 
@@ -60,6 +60,7 @@ class RunOptions:
     tree: Tree = field(default_factory=Tree)
     limits: Limits = field(default_factory=Limits)
     native_only: bool = False
+    allow_toolchain_drift: bool = False  # build although hosts' Go (or .go-version) differ
     host: str | None = None  # --host: every slice on this inventory host
     dry_run: bool = False
     container: bool | None = None  # --container / --native; None: the profile decides
@@ -76,6 +77,8 @@ class ReleaseOptions:
     tests: bool = True  # the profile's unit tests gate the publish
     reuse: bool = True  # skip slices the journal shows are built and unchanged
     images: bool = True  # server images, for Kubernetes releases (--no-images: none)
+    verify_reproducible: int = 0  # slices rebuilt on a second host (REPRODUCE_ALL: every one)
+    sign_key: Path | None = None  # ssh-keygen -Y sign key for the sums and the provenance
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class PackageOptions:
     platforms: tuple[Platform, ...] = ()  # (): every platform found in the output
     output: Path | None = None
     dry_run: bool = False
+    sign_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,14 @@ class HostsListOptions:
     farm: Farm = field(default_factory=Farm)
 
 
+@dataclass(frozen=True)
+class VerifyOptions:
+    """`kdist verify DIR [--allowed-signers FILE]`."""
+
+    folder: Path = Path()  # release-tars/, or the output folder above it
+    allowed_signers: Path | None = None  # None: signatures checked for integrity only
+
+
 Command = (
     ReleaseOptions
     | BuildOptions
@@ -130,6 +142,7 @@ Command = (
     | CleanOptions
     | HostsCheckOptions
     | HostsListOptions
+    | VerifyOptions
 )
 
 
@@ -162,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _build_options(_command(sub, "build", "build targets for one platform (make all WHAT=)"))
     _package_options(_command(sub, "package", "pack what is in the output (make package)"))
     _clean_options(_command(sub, "clean", "remove _output (and --remote workdirs)"))
+    _verify_options(_command(sub, "verify", "check a release: checksums, signatures, provenance"))
     hosts = _command(sub, "hosts", "inspect the build farm")
     hosts_sub = hosts.add_subparsers(dest="hosts_command", required=True, metavar="SUBCOMMAND")
     check = _command(hosts_sub, "check", "verify every host (verify_prereqs)")
@@ -279,6 +293,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="wait this long for another run's lock on a host's workdir "
         f"(default {_LIMITS.lock_wait:g})",
     )
+    p.add_argument(
+        "--allow-toolchain-drift",
+        action="store_true",
+        help="build even when hosts' Go (or .go-version) differ; the provenance records it",
+    )
 
 
 def _release_options(p: argparse.ArgumentParser, *, quick: bool = False) -> None:
@@ -306,6 +325,47 @@ def _release_options(p: argparse.ArgumentParser, *, quick: bool = False) -> None
         metavar="N",
         help=f"hosts to try per slice when hosts fail (default {_LIMITS.attempts})",
     )
+    p.add_argument(
+        "--verify-reproducible",
+        nargs="?",
+        const=1,
+        type=reproduce_count,
+        metavar="N|all",
+        help="rebuild N sampled slices (default 1, or all) on a second host and compare "
+        "every binary; a difference blocks the publish",
+    )
+    _sign_option(p)
+
+
+def reproduce_count(text: str) -> int:
+    """`all` or a positive number of slices for --verify-reproducible."""
+    if text == "all":
+        return REPRODUCE_ALL
+    if not text.isdigit() or int(text) < 1:
+        msg = f"{text!r}: give a number of slices (1 or more) or 'all'"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _sign_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="FILE",
+        help="sign SHA256SUMS, SHA512SUMS and the provenance with this SSH key "
+        "(ssh-keygen -Y sign -n kdist)",
+    )
+
+
+def _verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", type=Path, metavar="DIR", help="release-tars/, or the output above it")
+    p.add_argument(
+        "--allowed-signers",
+        type=Path,
+        metavar="FILE",
+        help="OpenSSH allowed_signers: who may have signed (default: signatures checked "
+        "for integrity only)",
+    )
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:
@@ -319,6 +379,7 @@ def _package_options(p: argparse.ArgumentParser) -> None:
     _tree_options(p)
     p.add_argument("--platforms", metavar="LIST", help="default: every platform in the output")
     p.add_argument("--output", type=Path, metavar="DIR", help="default: SOURCE/_output")
+    _sign_option(p)
 
 
 def _clean_options(p: argparse.ArgumentParser) -> None:
@@ -408,6 +469,7 @@ _COMMANDS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "build": _build,
     "package": _package,
     "clean": _clean,
+    "verify": lambda given: _pick(VerifyOptions, given),
 }
 
 

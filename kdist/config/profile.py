@@ -17,7 +17,7 @@ from kdist.model import ContainerSpec, Layout, Platform, Profile
 PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
     "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
-    "images", "container",
+    "images", "container", "smoke",
 )  # fmt: skip
 # Server image settings a kubernetes profile may give (the environment overrides them).
 IMAGE_KEYS = (
@@ -92,6 +92,7 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         env=v.env_mapping(doc.get("env", {}), top / "env"),
         test=_template(doc, "test", top, base),
         package=_template(doc, "package", top, None),
+        smoke=_template(doc, "smoke", top, None, extra={"bin"}),
         source=source,
         images=_images(doc, top, layout),
         container=_container(doc["container"], top / "container") if "container" in doc else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kdist.config import kubernetes
 from kdist.config.profile import fields_for, substitute
@@ -43,6 +44,10 @@ class Job:
     reuse: bool = True  # release: skip slices the journal shows are built and unchanged
     images: ImageSettings | None = None  # server images to make (None: --no-images)
     container: ContainerSpec | None = None  # set: every build runs in this container
+    go_pin: str | None = None  # the project's `.go-version`, which every building host must match
+    allow_toolchain_drift: bool = False  # build anyway when toolchains differ; provenance says so
+    reproduce: int = 0  # slices rebuilt on a second host and compared (REPRODUCE_ALL: each)
+    sign_key: Path | None = None  # ssh-keygen -Y sign key for SHA256SUMS, SHA512SUMS, provenance
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
         """The binaries a slice must bring back (None: whatever the build made)."""
@@ -103,6 +108,7 @@ class RunResult:
     run_id: str = ""
     started: float = 0.0  # Unix time
     finished: float = 0.0
+    toolchain: dict[str, Any] = field(default_factory=dict)  # the agreement, for the provenance
 
     @property
     def ok(self) -> bool:

@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from kdist import __version__
 from kdist.errors import KdistError
-from kdist.model import Artifact, Platform, Profile, Slice, SliceResult, Status, VersionInfo
+from kdist.model import (
+    Artifact,
+    BuildRecord,
+    Platform,
+    Profile,
+    Slice,
+    SliceResult,
+    Status,
+    VersionInfo,
+)
 from kdist.remote.argv import to_shell
 from kdist.stages.collect import sha256_file, verify_staging
 
@@ -100,6 +109,17 @@ class JournalEntry:
     artifacts: tuple[Artifact, ...]
     image: str = ""  # the build image's id (container builds)
     duration: float = 0.0  # seconds the slice took, for the next run's ETA
+    record: BuildRecord | None = None  # who built it, for the provenance of later releases
+
+
+def _build_record(raw: object) -> BuildRecord | None:
+    """A BuildRecord from its JSON form (None when absent or from an older kdist)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return BuildRecord(**{**raw, "argv": tuple(raw["argv"]), "env": dict(raw["env"])})
+    except (KeyError, TypeError):
+        return None
 
 
 class Journal:
@@ -117,14 +137,15 @@ class Journal:
                 self.entries[platform] = JournalEntry(
                     e["key"], e["host"], e["toolchain"], e["command"], arts,
                     e.get("image", ""), float(e.get("duration", 0.0)),
+                    _build_record(e.get("record")),
                 )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError):
             self.entries = {}
 
     def reusable(
         self, platform: Platform, key: str, dest: Path, expected: tuple[str, ...] | None
-    ) -> tuple[Artifact, ...] | None:
-        """The recorded artifacts when the key matches and the files still verify; else None."""
+    ) -> JournalEntry | None:
+        """The entry when the key matches and its files still verify; else None."""
         entry = self.entries.get(str(platform))
         if entry is None or entry.key != key or not dest.is_dir():
             return None
@@ -139,7 +160,7 @@ class Journal:
             path = dest / name
             if path.stat().st_size != art.size or sha256_file(path) != art.sha256:
                 return None
-        return entry.artifacts
+        return entry
 
     def record(self, platform: Platform, entry: JournalEntry) -> None:
         """Add or replace one slice's entry and write the file atomically."""
@@ -153,7 +174,10 @@ class Journal:
             self.record_all()
 
     def published(self, key: str, tars: Path) -> list[tuple[str, str]] | None:
-        """The published tarballs with digests, if they are the recorded release and verify."""
+        """The published tarballs with digests, if they are the recorded release and verify.
+
+        Every file SHA256SUMS lists (tarballs and SBOMs) is checked; tarballs are returned.
+        """
         if self.release.get("key") != key:
             return None
         try:
@@ -166,7 +190,7 @@ class Journal:
         for digest, name in listed:
             if not (tars / name).is_file() or sha256_file(tars / name) != digest:
                 return None
-        return sorted((name, digest) for digest, name in listed)
+        return sorted((name, digest) for digest, name in listed if name.endswith(".tar.gz"))
 
     def record_release(self, key: str, tars: Path) -> None:
         """Remember which release a set of inputs produced."""
@@ -196,7 +220,7 @@ class Memo:
         self.tree = tree
         self.images: list[list[str]] = []  # the release's images and their bases' digests
         self.container = container  # the build images and their ids, for container builds
-        self._reusable: dict[str, tuple[Artifact, ...] | None] = {}
+        self._reusable: dict[str, JournalEntry | None] = {}
 
     @classmethod
     async def open(cls, job: Job, container: str = "") -> Memo:
@@ -229,11 +253,13 @@ class Memo:
             key = self._key(job, slc)
             found = self.journal.reusable(slc.platform, key, dest, job.expected(slc.platform))
             self._reusable[slc.key] = found
-        arts = self._reusable[slc.key]
-        if arts is None:
+        entry = self._reusable[slc.key]
+        if entry is None:
             return None
-        image = self.journal.entries[str(slc.platform)].image
-        return SliceResult(slc, Status.OK, 0.0, "reused", "", log, arts, reused=True, image=image)
+        return SliceResult(
+            slc, Status.OK, 0.0, "reused", "", log, entry.artifacts, reused=True,
+            image=entry.image, record=entry.record,
+        )  # fmt: skip
 
     def forget(self, slc: Slice) -> None:
         """The slice's binaries are about to be replaced: its entry no longer holds."""
@@ -252,6 +278,7 @@ class Memo:
             artifacts=result.artifacts,
             image=result.image,
             duration=round(result.duration, 3),
+            record=result.record,
         )
         self.journal.record(slc.platform, entry)
 
@@ -263,6 +290,10 @@ class Memo:
             "profile": [job.profile.name, job.profile.layout.value, list(job.profile.package)],
             "platforms": [str(p) for p in job.platforms],
             "tested": job.run_tests and bool(job.profile.test),
+            # What the evidence beside the tarballs depends on: a signing key, the gates.
+            "signed": str(job.sign_key or ""),
+            "reproduce": job.reproduce,
+            "smoke": list(job.profile.smoke),
             "binaries": sorted((p, a.path, a.sha256) for p, arts in artifacts for a in arts),
             "images": self.images,
         }
@@ -288,3 +319,29 @@ class Memo:
             return
         key = self._release_key(job, [(str(r.slice.platform), r.artifacts) for r in results])
         self.journal.record_release(key, job.output / RELEASE_DIR)
+
+
+def recorded_results(job: Job, platforms: Sequence[Platform]) -> tuple[SliceResult, ...]:
+    """What the output holds for `platforms` (`kdist package`), with who built it when known.
+
+    A platform's build record comes from the journal only while its files are still the
+    ones the journal recorded; otherwise the provenance says the builder is unknown.
+    """
+    entries = Journal(job.output).entries
+    results = []
+    for platform in platforms:
+        dest = job.dest(platform)
+        files = sorted(p for p in dest.iterdir() if p.is_file() and not p.is_symlink())
+        artifacts = tuple(
+            Artifact(str(p.relative_to(job.output)), sha256_file(p), p.stat().st_size)
+            for p in files
+        )
+        entry = entries.get(str(platform))
+        same = entry is not None and sorted(entry.artifacts, key=str) == sorted(artifacts, key=str)
+        record = entry.record if same and entry is not None else None
+        slc = Slice(
+            platform, record.host if record else "", bool(record and record.cross),
+            record.workdir if record else "", record.argv if record else (), str(dest),
+        )  # fmt: skip
+        results.append(SliceResult(slc, Status.OK, 0.0, "packed", "", "", artifacts, record=record))
+    return tuple(results)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kdist.config.version import version_defs
-from kdist.engine import plan
+from kdist.engine import plan, reproduce, toolchain
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
 from kdist.engine.logtail import excerpt, stamp
@@ -52,9 +52,11 @@ from kdist.events import (
     Transfer,
 )
 from kdist.model import (
+    BuildRecord,
     Host,
     Layout,
     Plan,
+    Platform,
     Slice,
     SliceResult,
     Status,
@@ -66,6 +68,7 @@ from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.stages.collect import collect_slice
 from kdist.stages.container import save_image
 from kdist.stages.publish import Packager
+from kdist.stages.smoke import smoke_slice
 from kdist.stages.tests import run_tests
 from kdist.transport import Progress, Transport
 
@@ -98,15 +101,24 @@ async def execute(
     published = memo.unchanged_release(job, the_plan.slices)
     if published is not None:
         reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
+    gate = toolchain.Gate(job.go_pin, job.allow_toolchain_drift)
+    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes, gate)
+    sampled: frozenset[Platform] = frozenset()
     packager = Packager(job, images) if job.package and published is None else None
-    if packager is not None:
-        packager.start()
-    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes)
     try:
+        if published is None:
+            await _agree_toolchains(gate, sched, reporter, containers=boxes is not None)
+            sampled = reproduce.sample(
+                the_plan.slices, job.reproduce, run_id, lambda s: sched.candidate(s, avoid={s.host})
+            )
+        if packager is not None:
+            packager.start()
         results = await _all_or_none(
-            _slice_task(job, s, sched, packager, reporter, run_id, memo) for s in the_plan.slices
+            _slice_task(job, s, sched, packager, reporter, run_id, memo, sampled)
+            for s in the_plan.slices
         )
-        outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id, started=started)
+        outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id,
+                            started=started, toolchain=gate.as_dict())  # fmt: skip
         if published is not None:
             outcome.tarballs = published  # the tests passed for exactly these inputs already
         else:
@@ -173,6 +185,7 @@ def _scheduler(
     reporter: Reporter,
     run_id: str,
     boxes: container.Setup | None,
+    gate: toolchain.Gate,
 ) -> Scheduler:
     async def opener(host: Host) -> Transport:
         failed = await conns.open([host])
@@ -186,7 +199,7 @@ def _scheduler(
         request=job.request(tuple(s.platform for s in prepared.plan.slices)),
         the_plan=prepared.plan,
         opener=opener,
-        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter),
+        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter, gate),
         reporter=reporter,
         excluded=dict(prepared.down),
     )
@@ -207,9 +220,43 @@ async def _conclude(
     if packager is not None:
         reporter.stage = "publish"
         with span(reporter, "publish", ""):
-            await packager.finish(outcome)
+            await packager.finish(outcome, memo.tree)
         if outcome.ok:
             memo.remember_release(job, outcome.results)
+
+
+async def _agree_toolchains(
+    gate: toolchain.Gate, sched: Scheduler, reporter: Reporter, *, containers: bool
+) -> None:
+    """Before building: every planned host's toolchain must match the pin and the others.
+
+    On the host: `go version` there. In containers: each host's session is set up first (its
+    build image provided), then the Go in that image and the image's id are compared.
+    """
+
+    async def on_host(name: str) -> toolchain.Toolchain:
+        env = toolchain.probe_env(sched.the_plan.env.get(name) or {})
+        transport = await sched.opener(next(h for h in sched.hosts if h.name == name))
+        found = await transport.run(toolchain.GO_VERSION_ARGV, env=env)
+        return toolchain.Toolchain(toolchain.parse_go_version(found.stdout))
+
+    async def in_container(name: str) -> toolchain.Toolchain:
+        return _session_toolchain(await sched.session(name))
+
+    names = [n for n in sched.the_plan.hosts if n not in sched.excluded]
+    for name, why in (await gate.settle(names, in_container if containers else on_host)).items():
+        sched.exclude(name, why)
+    assert gate.agreement is not None
+    for line in gate.agreement.drift:
+        reporter.emit(Note(f"toolchain drift allowed: {line}", "warning"))
+
+
+def _session_toolchain(session: HostSession) -> toolchain.Toolchain:
+    """What a set-up host builds with: its Go, and in container mode the image name and id."""
+    go = toolchain.parse_go_version(session.toolchain)
+    if not session.image:
+        return toolchain.Toolchain(go)
+    return toolchain.Toolchain(go, f"{session.image_name}@{session.image}")
 
 
 async def _setup_host(
@@ -218,6 +265,7 @@ async def _setup_host(
     run_id: str,
     boxes: container.Setup | None,
     reporter: Reporter,
+    gate: toolchain.Gate,
 ) -> None:
     """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
     workdir = plan.tree_workdir(session.host, job.request())
@@ -236,9 +284,13 @@ async def _setup_host(
 
         runner, session.toolchain = await container.prepare(session.transport, workdir, boxes, note)
         session.runner, session.image = runner, runner.image.id
+        session.image_name = runner.image.name
     else:
-        version = await session.transport.run(["go", "version"], env=session.env)
+        version = await session.transport.run(
+            toolchain.GO_VERSION_ARGV, env=toolchain.probe_env(session.env)
+        )
         session.toolchain = version.stdout.strip() if version.ok else "go: not found"
+    gate.admit(session.host.name, _session_toolchain(session))
     if job.profile.layout is Layout.KUBERNETES:
         defs = session.env["KUBE_GIT_VERSION_FILE"]
         await sync.write_remote_file(session.transport, defs, version_defs(job.version))
@@ -252,13 +304,18 @@ async def _slice_task(
     reporter: Reporter,
     run_id: str,
     memo: Memo,
+    sampled: frozenset[Platform],
 ) -> SliceResult:
     """Attempts of one slice until it succeeds, fails for real, or no host is left; then pack."""
     log_path = job.output / "logs" / f"{slc.key}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     current, attempt, start = slc, 1, time.monotonic()
+    second = slc.platform in sampled
     reused = memo.reuse(job, slc, str(log_path))
     if reused is not None:
+        reused = await _check(job, reused, sched, reporter, run_id, second)
+        if not reused.ok:
+            memo.forget(slc)
         return await _finish(reused, slc, packager, reporter, start, 1, log_path)
     log_path.write_text("")
     memo.forget(slc)
@@ -277,8 +334,28 @@ async def _slice_task(
         await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
         current, attempt = moved, attempt + 1
     if result.ok:
+        result = await _check(job, result, sched, reporter, run_id, second)
+    if result.ok:
         memo.remember(job, slc, result, sched.toolchain(result.slice.host))
     return await _finish(result, slc, packager, reporter, start, attempt, log_path)
+
+
+async def _check(
+    job: Job, result: SliceResult, sched: Scheduler, reporter: Reporter, run_id: str, second: bool
+) -> SliceResult:
+    """What a built slice must pass before it is packed: a second build (when sampled), smoke."""
+    if second:
+
+        async def rebuild(slc: Slice, label: str) -> SliceResult:
+            scratch = reproduce.scratch(job.output, slc)
+            return await _attempt(job, slc, sched, reporter, run_id, label, scratch)
+
+        result = await reproduce.rebuild_and_compare(
+            result, sched, reporter, rebuild, job.limits.attempts, job.output
+        )
+    if result.ok:
+        result = await smoke_slice(job, result, sched, reporter)
+    return result
 
 
 async def _finish(
@@ -306,9 +383,18 @@ async def _finish(
 
 
 async def _attempt(
-    job: Job, slc: Slice, sched: Scheduler, reporter: Reporter, run_id: str, number: int
+    job: Job,
+    slc: Slice,
+    sched: Scheduler,
+    reporter: Reporter,
+    run_id: str,
+    number: int | str,
+    dest: Path | None = None,
 ) -> SliceResult:
-    """One attempt of one slice on one host: set up the host, build, pull and verify."""
+    """One attempt of one slice on one host: set up the host, build, pull and verify.
+
+    The binaries land in the output (or `dest`, for a reproducibility rebuild).
+    """
     attempt_id = f"{run_id}-{slc.key}-{number}"
     log_path = job.output / "logs" / f"{slc.key}.log"
     start = time.monotonic()
@@ -318,12 +404,13 @@ async def _attempt(
         sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
              + (" (cross)" if slc.cross else ""))  # fmt: skip
         try:
-            reporter.emit(PhaseStarted(slc.key, phase, slc.host, number))
+            moves = number if isinstance(number, int) else 0  # a rebuild is no move
+            reporter.emit(PhaseStarted(slc.key, phase, slc.host, moves))
             session = await sched.session(slc.host)
             if session.gate.locked():  # the host is busy with `capacity` other slices
                 reporter.emit(PhaseStarted(slc.key, "queued"))
             async with session.gate:
-                phase = "build"
+                phase, started = "build", time.time()
                 reporter.emit(PhaseStarted(slc.key, phase))
                 with span(reporter, "build", slc.host, slc.key, attempt_id):
                     built = await build_slice(
@@ -346,7 +433,7 @@ async def _attempt(
                     artifacts = await collect_slice(
                         session.transport,
                         slc,
-                        job.dest(slc.platform),
+                        dest or job.dest(slc.platform),
                         job.expected(slc.platform),
                         job.artifact_root,
                         attempt_id,
@@ -359,8 +446,30 @@ async def _attempt(
                 sink(f"# kdist: {line}")
             return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
     took = time.monotonic() - start
+    record = _record(session, slc, attempt_id, started)
     return SliceResult(
-        slc, Status.OK, took, "done", "", str(log_path), artifacts, image=session.image
+        slc, Status.OK, took, "done", "", str(log_path), artifacts, image=session.image,
+        record=record,
+    )  # fmt: skip
+
+
+def _record(session: HostSession, slc: Slice, attempt_id: str, started: float) -> BuildRecord:
+    """What the provenance says about one finished attempt."""
+    host = session.host
+    return BuildRecord(
+        attempt=attempt_id,
+        host=host.name,
+        address=host.address,
+        port=host.port,
+        host_key=session.transport.host_key,
+        toolchain=toolchain.parse_go_version(session.toolchain),
+        argv=slc.argv,
+        env=dict(session.env),
+        workdir=slc.workdir,
+        cross=slc.cross,
+        started=started,
+        finished=time.time(),
+        image=_session_toolchain(session).image,
     )
 
 

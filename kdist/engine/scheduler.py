@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ class HostSession:
     toolchain: str = ""  # `go version` on the host, recorded with every slice it builds
     runner: Runner | None = None  # container builds; None: the host's own toolchain
     image: str = ""  # the id of the build image (container builds)
+    image_name: str = ""  # its name, as the profile gives it (images of one name must agree)
 
 
 Setup = Callable[[HostSession], Coroutine[Any, Any, None]]
@@ -90,20 +91,30 @@ class Scheduler:
                 Note(f"{name} left out for the rest of this run: {reason}", "warning")
             )
 
-    def reassign(self, slc: Slice) -> Slice | None:
-        """The same platform planned onto the least loaded host that is left; None if none is."""
-        alive = [h for h in self.hosts if h.name not in self.excluded]
+    def reassign(self, slc: Slice, avoid: Collection[str] = ()) -> Slice | None:
+        """The same platform planned onto the least loaded host that is left; None if none is.
+
+        Hosts in `avoid` are not chosen (a reproducibility rebuild needs a different host).
+        """
+        moved = self.candidate(slc, avoid)
+        if moved is not None:
+            self._load[moved.host] = self._load.get(moved.host, 0) + 1
+        return moved
+
+    def candidate(self, slc: Slice, avoid: Collection[str] = ()) -> Slice | None:
+        """Where `reassign` would put the slice, without counting it."""
+        alive = [h for h in self.hosts if h.name not in self.excluded and h.name not in avoid]
         if not alive:
             return None
         loads = {h.name: self._load.get(h.name, 0) for h in alive}
         ordered = sorted(alive, key=lambda h: (loads[h.name] / h.capacity, self.hosts.index(h)))
-        single = dataclasses.replace(self.request, platforms=(slc.platform,))
+        # A second build for comparison may leave a --host pin: it must be another host.
+        pin = None if avoid else self.request.pin
+        single = dataclasses.replace(self.request, platforms=(slc.platform,), pin=pin)
         try:
-            moved = plan.make_plan(ordered, self.natives, single).slices[0]
+            return plan.make_plan(ordered, self.natives, single).slices[0]
         except PlanError:
             return None  # e.g. --native-only and no native host is left
-        self._load[moved.host] = self._load.get(moved.host, 0) + 1
-        return moved
 
     async def release(self) -> None:
         """Stop host setups still running (an interrupted run), release every workdir lock."""

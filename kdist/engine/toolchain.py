@@ -8,12 +8,14 @@ naming every host and what it has, unless the user allows drift; then it is reco
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from kdist.errors import ConfigError
+from kdist.errors import ConfigError, InfraError, KdistError
 
 PIN_FILE = ".go-version"
 _GO_VERSION = re.compile(r"\bgo version (go\d+(?:\.\d+)*\S*)")
@@ -43,6 +45,18 @@ class Agreement:
     def agreed(self) -> bool:
         """True when every host matched the pin and each other."""
         return not self.drift
+
+
+GO_VERSION_ARGV = ("go", "version")
+
+
+def probe_env(build_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment `go version` runs with: the build's, without GOFLAGS.
+
+    A GOFLAGS that Go rejects makes even `go version` fail; that is the build's failure to
+    report (the compiler said no), not a host without a toolchain.
+    """
+    return {**build_env, "GOFLAGS": ""}
 
 
 def parse_go_version(text: str) -> str:
@@ -92,18 +106,92 @@ def _problems(toolchains: Mapping[str, Toolchain], pin: str | None) -> list[str]
             for host, tc in sorted(toolchains.items())
             if not tc.go or not matches_pin(tc.go, pin)
         ]
-    seen = {str(tc) for tc in toolchains.values()}
-    if len(seen) > 1:
+    if len({tc.go for tc in toolchains.values()}) > 1 or _images_disagree(toolchains):
         each = ", ".join(f"{host} {tc}" for host, tc in sorted(toolchains.items()))
         lines.append(f"hosts differ: {each}")
     return lines
+
+
+def _images_disagree(toolchains: Mapping[str, Toolchain]) -> bool:
+    """True when one image name stands for different image ids on different hosts.
+
+    Hosts of different platforms may use differently named images (container.images).
+    """
+    ids: dict[str, set[str]] = {}
+    for tc in toolchains.values():
+        if tc.image:
+            name, _, digest = tc.image.rpartition("@")
+            ids.setdefault(name, set()).add(digest)
+    return any(len(found) > 1 for found in ids.values())
 
 
 def admit(host: str, found: Toolchain, agreement: Agreement) -> str:
     """'' when a host that joins later (failover) matches the agreed toolchain, else why not."""
     if agreement.pin is not None and not (found.go and matches_pin(found.go, agreement.pin)):
         return f"{host}: {found} does not match {PIN_FILE} {agreement.pin}"
-    others = sorted({str(t) for h, t in agreement.toolchains.items() if h != host})
-    if others and str(found) not in others:
-        return f"{host}: {found} differs from the other hosts ({', '.join(others)})"
+    others = {h: t for h, t in agreement.toolchains.items() if h != host}
+    if others and _problems({**others, host: found}, None):
+        agreed = ", ".join(sorted({str(t) for t in others.values()}))
+        return f"{host}: {found} differs from the other hosts ({agreed})"
     return ""
+
+
+Probe = Callable[[str], Awaitable[Toolchain]]
+PROBE_TIMEOUT = 60.0  # seconds for `go version` on one host
+
+
+@dataclass
+class Gate:
+    """The run's toolchain check: settled once before building, consulted by later hosts."""
+
+    pin: str | None
+    allow_drift: bool
+    agreement: Agreement | None = None
+    late_drift: list[str] = field(default_factory=list)  # hosts that joined later and differed
+
+    async def settle(self, names: Sequence[str], probe: Probe) -> dict[str, str]:
+        """Probe every host that will build, then agree or refuse; {host: why} for dead hosts.
+
+        A host that cannot be reached or has no Go at all is left out as an infrastructure
+        failure (its slices move), not counted as disagreeing.
+        """
+        found = await asyncio.gather(*(self._probe(name, probe) for name in names))
+        usable = {n: tc for n, tc in zip(names, found, strict=True) if isinstance(tc, Toolchain)}
+        down = {n: why for n, why in zip(names, found, strict=True) if isinstance(why, str)}
+        self.agreement = check(usable, self.pin, allow_drift=self.allow_drift)
+        return down
+
+    @staticmethod
+    async def _probe(name: str, probe: Probe) -> Toolchain | str:
+        try:
+            found = await asyncio.wait_for(probe(name), PROBE_TIMEOUT)
+        except (KdistError, OSError, asyncio.TimeoutError) as exc:
+            return str(exc) or f"{name}: no answer to `go version` in {PROBE_TIMEOUT:g}s"
+        return found if found.go else f"{name}: toolchain missing (no `go` on its PATH)"
+
+    def admit(self, host: str, found: Toolchain) -> None:
+        """A host that joins after the check (failover) must match; InfraError if it may not."""
+        if self.agreement is None or host in self.agreement.toolchains:
+            return
+        why = admit(host, found, self.agreement)
+        if not why:
+            return
+        if not self.allow_drift:
+            raise InfraError(f"{why}; not used (pass --allow-toolchain-drift to use it)")
+        self.late_drift.append(why)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the provenance records: the pin, each host's toolchain, any drift allowed."""
+        agreement = self.agreement
+        hosts = {} if agreement is None else agreement.toolchains
+        return {
+            "pin": self.pin,
+            "hosts": {h: _toolchain_doc(t) for h, t in sorted(hosts.items())},
+            "agreed": agreement is not None and agreement.agreed and not self.late_drift,
+            "drift": [*(agreement.drift if agreement else ()), *self.late_drift],
+            "driftAllowed": self.allow_drift,
+        }
+
+
+def _toolchain_doc(found: Toolchain) -> dict[str, str]:
+    return {"go": found.go, **({"image": found.image} if found.image else {})}

@@ -27,6 +27,7 @@ class Difference:
     offset: int  # first differing byte (== the shorter size when one is a prefix of the other)
     section: str | None  # the section (ELF, PE, Mach-O) holding that byte, if known
     differing_bytes: int  # bytes that differ within the common length
+    sections: tuple[str, ...] = ()  # every section whose bytes differ, in file order
 
     def describe(self) -> str:
         """One line: sizes, first differing offset and its section."""
@@ -38,7 +39,10 @@ class Difference:
             if self.size_a == self.size_b
             else f"{self.size_a} vs {self.size_b} bytes"
         )
-        return f"{self.name}: {sizes}, {where}, {self.differing_bytes} bytes differ"
+        text = f"{self.name}: {sizes}, {where}, {self.differing_bytes} bytes differ"
+        if self.sections:
+            text += f"; sections that differ: {', '.join(self.sections)}"
+        return text
 
 
 def compare(a: Path, b: Path) -> Difference | None:
@@ -49,7 +53,38 @@ def compare(a: Path, b: Path) -> Difference | None:
         if size_a == size_b:
             return None
         offset = min(size_a, size_b)
-    return Difference(a.name, size_a, size_b, offset, section_of(a, offset), count)
+    return Difference(
+        a.name, size_a, size_b, offset, section_of(a, offset), count, differing_sections(a, b)
+    )
+
+
+def differing_sections(a: Path, b: Path, limit: int = 8) -> tuple[str, ...]:
+    """Names of the sections whose contents differ (both files must be executables)."""
+    if not a.stat().st_size or not b.stat().st_size:
+        return ()
+    with (
+        a.open("rb") as fa,
+        b.open("rb") as fb,
+        mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ) as ma,
+        mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ) as mb,
+    ):
+        try:
+            oa, ob = objfile.parse(ma), objfile.parse(mb)
+        except objfile.Malformed:
+            return ()
+        if oa is None or ob is None:
+            return ()
+        theirs = {s.name: s for s in ob.sections}
+        found = [
+            s.name
+            for s in sorted(oa.sections, key=lambda s: s.offset)
+            if s.name in theirs and _bytes(ma, s) != _bytes(mb, theirs[s.name])
+        ]
+    return tuple(found[:limit]) + (("...",) if len(found) > limit else ())
+
+
+def _bytes(image: mmap.mmap, region: objfile.Region) -> bytes:
+    return image[region.offset : region.offset + region.size]
 
 
 def _scan(a: Path, b: Path) -> tuple[int | None, int]:

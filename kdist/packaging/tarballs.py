@@ -178,18 +178,23 @@ def platform_tarballs(spec: PackageSpec, platform: Platform, dest: Path) -> list
     return [_generic_platform(spec, platform, dest)]
 
 
+CHECKSUMMED = (".tar.gz", ".spdx.json")
+
+
 def write_checksums(dest: Path) -> None:
-    """Write SHA256SUMS, SHA512SUMS and a `.sha256`/`.sha512` per tarball and SUMS file.
+    """Write SHA256SUMS, SHA512SUMS and a `.sha256`/`.sha512` per tarball, SBOM and SUMS file.
 
     Like k/release `WriteChecksums`: SUMS lines are `<hex>  <name>`, sorted by name, joined
     by newlines with no trailing newline; each `<file>.shaNNN` holds the bare hex digest.
+    The SBOMs (`*.spdx.json`) are listed as upstream lists its SPDX files; the provenance is
+    not (it names hosts and times, so it differs per run) and carries its own signature.
     """
     names = sorted(
         entry.name
         for entry in os.scandir(dest)
-        if entry.name.endswith(".tar.gz") and entry.is_file(follow_symlinks=False)
+        if entry.name.endswith(CHECKSUMMED) and entry.is_file(follow_symlinks=False)
     )
-    if not names:
+    if not any(n.endswith(".tar.gz") for n in names):
         msg = f"no *.tar.gz in {dest} to checksum"
         raise PackageError(msg)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

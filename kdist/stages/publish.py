@@ -15,13 +15,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kdist.config.version import version_defs
 from kdist.errors import ConfigError, PackageError
-from kdist.model import Platform
+from kdist.model import REPRODUCE_ALL, Platform, SliceResult
+from kdist.packaging import evidence as proof
+from kdist.packaging import provenance
 from kdist.packaging.images import RELEASE_IMAGES, BuiltImage, ImagePlan, build_platform
 from kdist.packaging.tarballs import (
     PackageSpec,
@@ -98,18 +101,22 @@ class Packager:
         self.built += await asyncio.to_thread(build_images, self.spec, platform)
         await asyncio.to_thread(platform_tarballs, self.spec, platform, self.staging)
 
-    async def finish(self, outcome: RunResult) -> None:
-        """Publish when everything succeeded; otherwise drop the staging folder."""
+    async def finish(self, outcome: RunResult, tree: str) -> None:
+        """Publish when everything succeeded; otherwise drop the staging folder.
+
+        `tree` is the digest of the source tree the slices were built from.
+        """
         try:
+            facts = evidence_of(self.job, outcome.results, tree, outcome)
             if self.delegated:
                 if outcome.ok:
-                    outcome.tarballs = await asyncio.to_thread(run_delegate, self.job)
+                    outcome.tarballs = await asyncio.to_thread(run_delegate, self.job, facts)
                 return
             assert self.staging is not None and self._common is not None
             await self._common
             if outcome.ok:
                 outcome.tarballs = await asyncio.to_thread(
-                    finalize, self.spec, self.staging, self.job.output
+                    finalize, self.spec, self.staging, self.job.output, facts
                 )
                 outcome.images = sorted(self.built, key=_image_order(self.images))
         except (PackageError, ConfigError) as exc:
@@ -133,8 +140,52 @@ def _image_order(plan: ImagePlan | None) -> Callable[[BuiltImage], int]:
     return lambda built: order.get(built.spec, 0)
 
 
-def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, str]]:
-    """Check the set is complete, write checksums, swap it into OUTPUT/release-tars.
+def evidence_of(
+    job: Job, results: Sequence[SliceResult], tree: str, outcome: RunResult | None = None
+) -> proof.Evidence:
+    """The facts the SBOMs, provenance and signatures of this job's release are made from."""
+    release = provenance.Release(
+        project=job.profile.name,
+        version=job.version,
+        profile=job.profile,
+        platforms=tuple(str(r.slice.platform) for r in results),
+        tree_digest=tree,
+        run_id=outcome.run_id if outcome else "",
+        started=outcome.started if outcome else time.time(),
+        finished=time.time(),
+        options=_options(job),
+        toolchain=outcome.toolchain if outcome else {},
+    )
+    return proof.Evidence(release, tuple(results), job.output, job.sign_key)
+
+
+def _options(job: Job) -> dict[str, Any]:
+    """The user's choices that shaped the release, as the provenance records them."""
+    reproduce: int | str = "all" if job.reproduce == REPRODUCE_ALL else job.reproduce
+    return {
+        "verifyReproducible": reproduce,
+        "allowToolchainDrift": job.allow_toolchain_drift,
+        "nativeOnly": job.native_only,
+        "unitTests": job.run_tests and bool(job.profile.test),
+        "smoke": list(job.profile.smoke),
+        "container": job.container.image if job.container else None,
+        "signed": job.sign_key is not None,
+    }
+
+
+def attest(folder: Path, facts: proof.Evidence, tarballs: list[tuple[str, str]]) -> None:
+    """SBOMs and provenance, then checksums (tarballs and SBOMs), then signatures."""
+    sboms = proof.write_sboms(folder, facts)
+    proof.write_provenance(folder, facts, tarballs, sboms)
+    write_checksums(folder)
+    if facts.sign_key is not None:
+        proof.sign(folder, facts.sign_key)
+
+
+def finalize(
+    spec: PackageSpec, staging: Path, output: Path, facts: proof.Evidence
+) -> list[tuple[str, str]]:
+    """Check the set is complete, add the evidence, swap it into OUTPUT/release-tars.
 
     The images staged in `staging/.release-images` go to OUTPUT/release-images first, so a
     published release-tars never refers to images that are not there.
@@ -144,8 +195,8 @@ def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, 
     if missing:
         msg = f"release incomplete, not published: missing {', '.join(missing)}"
         raise PackageError(msg)
-    write_checksums(staging)
     tarballs = [(n, sha256_file(staging / n)) for n in sorted(names)]
+    attest(staging, facts, tarballs)
     if spec.images is not None and spec.images_dir is not None:
         spec.images_dir.mkdir(exist_ok=True)  # a release without server platforms has none
         spec.images_dir.chmod(0o755)
@@ -156,7 +207,10 @@ def finalize(spec: PackageSpec, staging: Path, output: Path) -> list[tuple[str, 
 
 
 def package_now(
-    job: Job, platforms: tuple[Platform, ...], images: ImagePlan | None = None
+    job: Job,
+    platforms: tuple[Platform, ...],
+    facts: proof.Evidence,
+    images: ImagePlan | None = None,
 ) -> tuple[list[tuple[str, str]], list[BuiltImage]]:
     """Pack binaries already in the output (`kdist package`), images included, all or nothing."""
     job.output.mkdir(parents=True, exist_ok=True)
@@ -169,12 +223,13 @@ def package_now(
         for platform in platforms:
             built += build_images(spec, platform)
             platform_tarballs(spec, platform, staging)
-        return finalize(spec, staging, job.output), sorted(built, key=_image_order(images))
+        tarballs = finalize(spec, staging, job.output, facts)
+        return tarballs, sorted(built, key=_image_order(images))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def run_delegate(job: Job) -> list[tuple[str, str]]:
+def run_delegate(job: Job, facts: proof.Evidence) -> list[tuple[str, str]]:
     """Run the repository's own packaging (e.g. `make package-tarballs`) on the head node."""
     try:
         out_dir = job.output.relative_to(job.source)
@@ -205,8 +260,9 @@ def run_delegate(job: Job) -> list[tuple[str, str]]:
         msg = f"packaging command failed (exit {done.returncode}); see {log}\n{tail}"
         raise PackageError(msg)
     tars = job.output / RELEASE_DIR
-    write_checksums(tars)
-    return [(p.name, sha256_file(p)) for p in sorted(tars.glob("*.tar.gz"))]
+    tarballs = [(p.name, sha256_file(p)) for p in sorted(tars.glob("*.tar.gz"))]
+    attest(tars, facts, tarballs)
+    return tarballs
 
 
 def _swap_into_place(new: Path, dest: Path) -> None:

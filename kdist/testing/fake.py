@@ -31,6 +31,7 @@ from kdist.remote.argv import SYNC_EXCLUDES, mkdir, remove, remove_tree, write_f
 from kdist.transport import LineSink, OutputCollector, Progress, Spawned
 
 GO_VERSION = "go1.22.4"
+FAKE_HOST_KEY = "SHA256:fake-host-key"
 _CLOCK_TICK = 0.02
 _GOARCH_TO_UNAME = {arch: uname for uname, arch in reversed(UNAME_TO_GOARCH.items())}
 
@@ -89,6 +90,7 @@ class FakeTransport:
         refuse: str = "",
     ) -> None:
         self.host = host
+        self.host_key = FAKE_HOST_KEY  # what the provenance records for a fake host
         self.root = root if root is not None else Path("/")  # None: paths are this machine's
         self.platform = platform or (host.platforms[0] if host.platforms else None)
         self.refuse = refuse  # connect raises ConnectError with this text

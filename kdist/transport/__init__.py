@@ -49,6 +49,7 @@ class Transport(Protocol):
     """Runs commands on one host and moves files to and from it."""
 
     host: Host
+    host_key: str  # SHA256 fingerprint of the host key verified at connect ('' for no SSH)
 
     async def connect(self) -> None:
         """Open the connection (once per run); raise ConnectError when the host is unusable."""

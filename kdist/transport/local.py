@@ -23,6 +23,7 @@ class LocalTransport:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.host_key = ""  # no SSH, no host key: this is the head node
 
     async def connect(self) -> None:
         """Nothing to open for the local machine."""

@@ -40,6 +40,7 @@ class SshTransport:
 
     def __init__(self, host: Host, options: SshOptions | None = None) -> None:
         self.host = host
+        self.host_key = ""  # the fingerprint of the key verified at connect, once connected
         self.options = options or SshOptions()
         self._conn: asyncssh.SSHClientConnection | None = None
         self._hops: list[asyncssh.SSHClientConnection] = []  # jump hosts, then the host
@@ -61,6 +62,7 @@ class SshTransport:
             tunnel = await self._open(hop, tunnel)
             self._hops.append(tunnel)
         self._conn = tunnel
+        self.host_key = _fingerprint(tunnel)  # the build host's own key (not a jump host's)
         await self._start_relay()
 
     def _where(self, hop: Endpoint) -> str:
@@ -679,3 +681,9 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+def _fingerprint(conn: asyncssh.SSHClientConnection | None) -> str:
+    """SHA256 fingerprint of the host key a connection verified (for the provenance)."""
+    key = conn.get_server_host_key() if conn is not None else None
+    return key.get_fingerprint("sha256") if key is not None else ""

@@ -56,8 +56,11 @@ def test_two_releases_are_byte_identical_across_tz_and_umask(
     )
     assert second.returncode == 0, second.stderr + second.stdout[-2000:]
     assert _sums(tmp_path / "a") == _sums(tmp_path / "b")
-    # client, node, server and test per platform, plus src, manifests, portable and full.
-    assert len(_sums(tmp_path / "a").splitlines()) == 12
+    # client, node, server and test per platform, plus src, manifests, portable and full;
+    # and one SBOM per platform (byte-reproducible too).
+    lines = _sums(tmp_path / "a").splitlines()
+    assert len([line for line in lines if line.endswith(".tar.gz")]) == 12
+    assert len([line for line in lines if line.endswith(".spdx.json")]) == 2
     for sha in (tmp_path / "a/release-tars").glob("*.sha256"):
         assert sha.read_bytes() == (tmp_path / "b/release-tars" / sha.name).read_bytes()
 

@@ -98,19 +98,20 @@ def test_binaries_carry_the_head_node_version(
 
 
 def test_release_tarballs_and_checksums(full_release: tuple[Ran, Path, dict[str, int]]) -> None:
-    """release-tars holds the reference's tarball set, and SHA256SUMS/SHA512SUMS match the bytes."""
+    """release-tars holds the reference's tarballs and SBOMs; the SUMS files list both, rightly."""
     ran, out, _ = full_release
     tars = out / "release-tars"
     names = sorted(p.name for p in tars.glob("*.tar.gz"))
     assert names == sorted(kubernetes.tarball_names(kubernetes.classes_for()))
+    sboms = sorted(f"kubernetes-{p.dashed}.spdx.json" for p in kubernetes.classes_for().all)
     sums = dict(
         reversed(line.split("  ", 1)) for line in (tars / "SHA256SUMS").read_text().splitlines()
     )
-    assert sorted(sums) == names
+    assert sorted(sums) == sorted(names + sboms)
     for name, digest in sums.items():
         assert _sha256(tars / name) == digest
     sha512 = (tars / "SHA512SUMS").read_text().splitlines()
-    assert len(sha512) == len(names)
+    assert len(sha512) == len(names) + len(sboms)
     reported = {t["name"]: t["sha256"] for t in ran.json["tarballs"]}
     assert all(reported[n] == sums[n] for n in names)
 

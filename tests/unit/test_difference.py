@@ -40,3 +40,12 @@ def test_a_longer_file_differs_where_the_shorter_ends(tmp_path: Path) -> None:
     found = difference.compare(tmp_path / "a", tmp_path / "b")
     assert found is not None and found.offset == 3 and found.section is None
     assert "3 vs 6 bytes" in found.describe()
+
+
+def test_every_differing_section_is_named(tmp_path: Path) -> None:
+    """Sections whose bytes differ are listed, the unchanged ones are not."""
+    (tmp_path / "a").write_bytes(_image("go1.22.4"))
+    (tmp_path / "b").write_bytes(_image("go1.22.5"))
+    found = difference.compare(tmp_path / "a", tmp_path / "b")
+    assert found is not None and found.sections == (".go.buildinfo",)
+    assert "sections that differ: .go.buildinfo" in found.describe()

@@ -61,10 +61,12 @@ def test_drift_is_recorded_when_allowed() -> None:
 
 
 def test_image_digest_is_part_of_the_toolchain() -> None:
-    """In container mode two hosts with one Go but different image digests disagree."""
-    hosts = {"h1": Toolchain("go1.22.4", "sha256:aa"), "h2": Toolchain("go1.22.4", "sha256:bb")}
+    """In container mode one image name with two ids disagrees; two names (per platform) don't."""
+    one = {"h1": Toolchain("go1.22.4", "b@sha256:aa"), "h2": Toolchain("go1.22.4", "b@sha256:bb")}
     with pytest.raises(ConfigError, match="sha256:bb"):
-        toolchain.check(hosts, None, allow_drift=False)
+        toolchain.check(one, None, allow_drift=False)
+    two = {"h1": Toolchain("go1.22.4", "b@sha256:aa"), "h2": Toolchain("go1.22.4", "c@sha256:bb")}
+    assert toolchain.check(two, None, allow_drift=False).agreed
 
 
 def test_a_failover_host_is_admitted_only_when_it_matches() -> None:
