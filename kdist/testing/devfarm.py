@@ -5,6 +5,12 @@ Used by kdist's integration/e2e tests and the demo.  Every host ``hN`` is a sepa
 config, pid file, log and work directory under ``ROOT/hosts/hN/``.  One client key pair
 (``ROOT/id_ed25519``) is authorised on every host, logins are as ``root``.
 
+Every farm host is this one machine, so ``hostname`` would name the same machine on all of
+them. Real hosts have names of their own, and a build that embeds one is exactly what the
+reproducibility gate must catch; so each sshd sets ``KDIST_FARM_HOST=hN`` for its sessions
+(``SetEnv``) and the inventory's PATH starts with ``ROOT/bin``, whose ``hostname`` prints
+that name (and runs the real ``hostname`` for anything else, or outside the farm).
+
 ``start`` writes ``ROOT/inventory.yaml`` (kdist inventory format), ``ROOT/known_hosts``,
 ``ROOT/ssh_config`` (one alias per host) and ``ROOT/farm.json`` (the farm spec, so
 ``stop``/``status`` can reload it later)::
@@ -439,6 +445,7 @@ class Farm:
             "LoginGraceTime 30",
             "ClientAliveInterval 15",
             "Subsystem sftp internal-sftp",
+            f"SetEnv KDIST_FARM_HOST={host.name}",
             *self._version_specific_config(),
         ]
         return "\n".join(lines) + "\n"
@@ -467,6 +474,27 @@ class Farm:
         """The Go build cache shared by this farm's hosts (and other farms given the same)."""
         return self._gocache or self.root / "gocache"
 
+    @property
+    def bin_dir(self) -> Path:
+        """``ROOT/bin``: first on the farm hosts' PATH; holds the ``hostname`` of each host."""
+        return self.root / "bin"
+
+    def _write_hostname(self) -> None:
+        """``ROOT/bin/hostname``: the farm host's name for a bare ``hostname`` (see above)."""
+        real = shutil.which("hostname", path=_BASE_PATH) or "/bin/hostname"
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        script = self.bin_dir / "hostname"
+        script.write_text(
+            "#!/bin/sh\n"
+            "# kdist devfarm: each farm host answers with its own name, as separate machines do.\n"
+            'if [ "$#" -eq 0 ] && [ -n "${KDIST_FARM_HOST:-}" ]; then\n'
+            '  echo "$KDIST_FARM_HOST"\n'
+            "  exit 0\n"
+            "fi\n"
+            f'exec {real} "$@"\n'
+        )
+        script.chmod(0o755)
+
     def inventory_text(self) -> str:
         """Return the kdist inventory YAML describing this farm."""
         out = [
@@ -482,7 +510,8 @@ class Farm:
             f"  capacity: {self.capacity}",
             # The hosts share one machine, so they share one Go build cache (hosts of a real
             # farm each keep their own); without it every host would compile Go's std cold.
-            f"  env: {{PATH: {_q(_remote_path())}, GOCACHE: {_q(str(self.gocache_path))}}}",
+            f"  env: {{PATH: {_q(f'{self.bin_dir}:{_remote_path()}')}, "
+            f"GOCACHE: {_q(str(self.gocache_path))}}}",
             *([f"  docker_socket: {_q(str(self.docker_socket))}"] if self.docker_socket else []),
             "hosts:",
         ]
@@ -595,6 +624,7 @@ class Farm:
             self._ensure_host_files(host)
             self._check_free(host)
         self._write_known_hosts()
+        self._write_hostname()
         self.inventory_path.write_text(self.inventory_text())
         self.ssh_config_path.write_text(self.ssh_config_text())
         self._write_spec()
