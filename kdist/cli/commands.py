@@ -447,9 +447,10 @@ async def verify(opts: VerifyOptions, display: Display) -> ExitStatus:
     if signers is not None and not signers.is_file():
         msg = f"--allowed-signers {opts.allowed_signers}: no such file"
         raise ConfigError(msg)
+    started = time.time()
     report = await asyncio.to_thread(verify_release, folder, signers)
     if display.json:
-        print_json(documents.verify_summary(report))
+        print_json(documents.verify_summary(report, started, time.time()))
     elif not display.quiet or not report.ok:
         for finding in report.failures if display.quiet else report.findings:
             print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.file}: {finding.message}")

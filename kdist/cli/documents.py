@@ -203,9 +203,11 @@ def _reproduction_doc(r: SliceResult) -> dict[str, Any] | None:
     }
 
 
-def verify_summary(report: Report) -> dict[str, Any]:
+def verify_summary(report: Report, started: float, finished: float) -> dict[str, Any]:
     """The JSON document of `kdist verify`."""
+    status = ExitStatus.OK if report.ok else ExitStatus.INTEGRITY_ERROR
     return {
+        **envelope("verify", started, finished, status),
         "ok": report.ok,
         "folder": str(report.folder),
         "findings": [{"file": f.file, "ok": f.ok, "message": f.message} for f in report.findings],

@@ -223,3 +223,16 @@ def test_unusable_signing_key_is_a_configuration_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="--sign-key"):
         signing.check_key(bogus)
+
+
+def test_verify_document_matches_the_schema(release: Path, key: tuple[Path, Path]) -> None:
+    """`kdist verify --json` prints a kind=verify document that the published schema accepts."""
+    import jsonschema
+
+    from kdist.cli import documents
+
+    _flip(release / "bin/linux/amd64/app")
+    doc = documents.verify_summary(verify_release(release, key[1]), 1700000000.0, 1700000001.0)
+    schema = json.loads(documents.SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    assert doc["kind"] == "verify" and doc["exit_status"] == 4 and doc["ok"] is False
