@@ -225,9 +225,15 @@ def test_hosts_check_exits_3_when_a_host_is_down(
 
 
 def test_build_then_package_then_clean(
-    farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+    farm: FakeFarm,
+    source: Path,
+    inventory: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`release`, then `package` repacks the same tarballs, then `clean --remote` removes all."""
+    # Not a git tree: without SOURCE_DATE_EPOCH each command would stamp its own second.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert kdist(farm, "release", "--source", source, "--hosts", inventory, "-q") == 0
     sums = (source / "_output/release-tars/SHA256SUMS").read_text()
     assert kdist(farm, "package", "--source", source, "--json") == 0
