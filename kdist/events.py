@@ -20,6 +20,7 @@ class RunStarted:
     platforms: tuple[str, ...]
     output: str
     started: float  # Unix time
+    command: str = "release"  # release | build
     capacity: Mapping[str, int] = field(default_factory=dict)  # host -> slices at once
     expected: Mapping[str, float] = field(default_factory=dict)  # slice key -> seconds it took
 

@@ -31,7 +31,7 @@ from kdist.cli.report import make_reporter, print_table
 from kdist.config.inventory import HOSTS_ENV, load_inventory, missing_known_hosts
 from kdist.config.limit import limit_hosts
 from kdist.config.profile import build_template, choose_profile, container_spec
-from kdist.config.version import compute_version
+from kdist.config.version import compute_version, version_warnings
 from kdist.engine import check, journal, pipeline, toolchain
 from kdist.engine.job import Job, RunResult
 from kdist.engine.prepare import Connections, TransportFactory, prepare
@@ -195,7 +195,7 @@ async def build_or_release(
         result = await _run(job, hosts, factory, reporter, opts.run.timeline)
         doc = documents.run_summary(job, result)
         if opts.run.timeline is not None:
-            doc["timeline"] = str(opts.run.timeline)
+            doc["timeline"] = str(opts.run.timeline.resolve())
         doc["document"] = str(_write_document(job.output, doc))
         reporter.emit(RunFinished(result.ok, doc))
     finally:
@@ -260,6 +260,8 @@ def _show_plan(
         print(f"then: {line}")
     for image in doc["images"]:
         print(f"image: {image['tags'][0]} on {image['base']} ({image['base_from']})")
+    for warning in version_warnings(job.version):
+        print(f"warning: {warning}")
     for note in the_plan.notes:
         print(f"note: {note}")
     return ExitStatus.OK

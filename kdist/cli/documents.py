@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kdist.config.version import version_warnings
 from kdist.engine import plan
 from kdist.errors import ExitStatus
 from kdist.model import (
@@ -86,7 +87,7 @@ def plan_summary(
         "hosts": host_docs,
         "after": _after(job, the_plan),
         "images": planned_images(job, tuple(s.platform for s in the_plan.slices)),
-        "notes": list(the_plan.notes),
+        "notes": version_warnings(job.version) + list(the_plan.notes),
     }
 
 

@@ -7,10 +7,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +25,9 @@ from kdist.events import (
     PlanReady,
     Reporter,
     RunFinished,
+    RunStarted,
     SliceFinished,
+    Transfer,
 )
 from kdist.model import Plan, Slice, SliceResult, Status
 
@@ -62,6 +66,10 @@ class _Row:
     started: float | None = None
     line: str = ""
     result: SliceResult | None = None
+    host: str = ""  # the host of the current attempt
+    attempt: int = 1
+    moved_from: str = ""  # the host of the attempt before, when the slice moved
+    pulled: int = 0  # bytes its pull moved so far
 
     @property
     def ok(self) -> bool:
@@ -74,15 +82,46 @@ class _Board:
 
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
+        self.run: RunStarted | None = None
+        self.synced: dict[str, int] = {}  # host -> bytes its sync moved so far
 
     def load(self, plan: Plan) -> None:
         """Queue every slice of the plan."""
-        self.rows = {s.key: _Row(s) for s in plan.slices}
+        self.rows = {s.key: _Row(s, host=s.host) for s in plan.slices}
+
+    def phase(self, key: str, phase: str, host: str, attempt: int, now: float) -> _Row | None:
+        """Move a slice into `phase` (on `host`, when an attempt starts there); its clock starts."""
+        row = self.rows.get(key)
+        if row is None or row.result is not None:
+            return None
+        if row.started is None:
+            row.started = now
+        if host and host != row.host:
+            row.moved_from, row.host = row.host, host
+        row.attempt = attempt or row.attempt
+        row.phase = phase
+        return row
+
+    def transfer(self, event: Transfer) -> None:
+        """Count a transfer's bytes: a host's sync, or a slice's pull."""
+        if event.direction == "sync":
+            self.synced[event.host] = event.done
+        elif event.key in self.rows:
+            self.rows[event.key].pulled = event.done
+
+    def moved(self, row: _Row) -> str:
+        """The bytes a slice is moving: its host's sync while it syncs, then its own pull."""
+        if row.phase == "sync" and self.synced.get(row.host):
+            return f"↑ {_bytes(self.synced[row.host])}"
+        return f"↓ {_bytes(row.pulled)}" if row.pulled else ""
 
     def finish(self, result: SliceResult) -> _Row:
         """Record a final result (adding the slice if the plan never mentioned it)."""
         row = self.rows.setdefault(result.slice.key, _Row(result.slice))
         row.slice = result.slice  # a slice that failed over finished on another host
+        if row.host and row.host != result.slice.host:
+            row.moved_from = row.host
+        row.host = result.slice.host
         row.result = result
         row.phase = result.status.value
         if not result.ok and result.error:
@@ -104,9 +143,87 @@ def _seconds(value: float) -> str:
     return f"{value:.1f}s"
 
 
+def _bytes(count: int) -> str:
+    """Bytes as people read them: 812 B, 3.4 kB, 12.3 MB."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{count} B"
+
+
+def _clock(seconds: float) -> str:
+    """`0:01:05`: how rich shows elapsed time, so the ETA reads the same."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def header(run: RunStarted) -> str:
+    """The live view's first line: command, project, version, run id, hosts and platforms."""
+    hosts = " ".join(run.hosts)
+    platforms = " ".join(run.platforms)
+    return (
+        f"kdist {run.command} {run.project} {run.version} · run {run.run_id} · "
+        f"{len(run.hosts)} hosts: {hosts} · {len(run.platforms)} platforms: {platforms}"
+    )
+
+
+def eta(board: _Board, now: float) -> float | None:
+    """Seconds until every slice is done, from how long slices took (None: nothing to go by).
+
+    A slice's guess is what the journal recorded for it, else the mean of the journal's (or,
+    without a journal, of this run's finished slices); each host works through its share at
+    its capacity, and the busiest host decides.
+    """
+    run = board.run
+    expected = dict(run.expected) if run is not None else {}
+    capacity = dict(run.capacity) if run is not None else {}
+    done = [r.result.duration for r in board.rows.values() if r.result and not r.result.reused]
+    known = list(expected.values()) or done
+    fallback = sum(known) / len(known) if known else None
+    left: dict[str, float] = {}
+    for key, row in board.rows.items():
+        if row.result is not None:
+            continue
+        guess = expected.get(key, fallback)
+        if guess is None:
+            return None
+        spent = now - row.started if row.started is not None else 0.0
+        left[row.host] = left.get(row.host, 0.0) + max(guess - spent, 0.0)
+    return max((v / max(capacity.get(h, 1), 1) for h, v in left.items()), default=0.0)
+
+
+def final_paths(summary: dict[str, object]) -> list[tuple[str, str]]:
+    """Where a run left its results: binaries or tarballs, logs, the JSON and the timeline."""
+    found: list[tuple[str, str]] = []
+    tarballs = summary.get("tarballs")
+    if isinstance(tarballs, list) and tarballs and isinstance(tarballs[0], dict):
+        first = str(tarballs[0].get("path", ""))
+        if first:
+            folder = Path(first).parent
+            found.append(("tarballs", f"{folder} ({len(tarballs)} files, SHA256SUMS)"))
+    slices = summary.get("slices")
+    if summary.get("command") == "build" and isinstance(slices, list):
+        for item in slices:
+            if isinstance(item, dict) and item.get("status") == "ok":
+                found.append(("binaries", str(item.get("binaries", ""))))
+    for label, key in (("logs", "logs"), ("json", "document"), ("timeline", "timeline")):
+        value = summary.get(key)
+        if isinstance(value, str) and value:
+            found.append((label, value))
+    return found
+
+
 def _host_label(s: Slice) -> str:
     """Return the host name, marked when the slice is cross-compiled."""
     return f"{s.host} (cross)" if s.cross else s.host
+
+
+def _row_host(row: _Row) -> str:
+    """The slice's current host; after a move, `h3 (from h2)`."""
+    host = row.host or row.slice.host
+    return f"{host} (from {row.moved_from})" if row.moved_from else _host_label(row.slice)
 
 
 def _summary_rows(rows: Sequence[_Row]) -> list[list[str]]:
@@ -159,6 +276,12 @@ def failure_block(result: SliceResult) -> tuple[str, list[str]]:
 
 def _failures(rows: Sequence[_Row]) -> list[tuple[str, list[str]]]:
     return [failure_block(r.result) for r in rows if r.result is not None and not r.result.ok]
+
+
+def _path_lines(summary: dict[str, object]) -> list[str]:
+    found = final_paths(summary)
+    width = max((len(label) for label, _ in found), default=0)
+    return [f"{label + ':':<{width + 1}} {path}" for label, path in found]
 
 
 def _verdict(ok: bool, summary: dict[str, object], rows: Sequence[_Row]) -> str:
@@ -250,6 +373,15 @@ class RichReporter:
         self.errors: list[str] = []  # display failures swallowed by emit()
         self._board = _Board()
         self._live: Live | None = None
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("done · elapsed {task.fields[elapsed]} · {task.fields[eta]}"),
+            get_time=clock,
+        )
+        self._task: TaskID | None = None
+        self._origin = clock()  # the reporter is made when the command starts
 
     def emit(self, event: Event) -> None:
         """Update the display; display errors are logged and kept in `errors`, never raised."""
@@ -274,11 +406,15 @@ class RichReporter:
     def _dispatch(self, event: Event) -> None:
         """Route one event to its handler."""
         match event:
+            case RunStarted():
+                self._board.run = event
             case PlanReady(plan=plan):
                 self._board.load(plan)
                 self._start()
-            case PhaseStarted(key=key, phase=phase):
-                self._phase(key, phase)
+            case PhaseStarted(key=key, phase=phase, host=host, attempt=attempt):
+                self._board.phase(key, phase, host, attempt, self.clock())
+            case Transfer():
+                self._board.transfer(event)
             case OutputLine(key=key, line=line):
                 row = self._board.rows.get(key)
                 if row is not None:
@@ -295,6 +431,7 @@ class RichReporter:
         """Start (or keep) the live view."""
         if self._live is not None:
             return
+        self._task = self._progress.add_task("slices", total=len(self._board.rows), eta="")
         self._live = Live(
             console=self.console,
             get_renderable=self._render,
@@ -303,15 +440,6 @@ class RichReporter:
             refresh_per_second=self.refresh_per_second,
         )
         self._live.start()
-
-    def _phase(self, key: str, phase: str) -> None:
-        """Move a slice into `phase`, starting its clock on the first one."""
-        row = self._board.rows.get(key)
-        if row is None or row.result is not None:
-            return
-        if row.started is None:
-            row.started = self.clock()
-        row.phase = phase
 
     def _note(self, text: str, level: str) -> None:
         """Print a note above the live view."""
@@ -332,20 +460,52 @@ class RichReporter:
             return Text(row.phase, style=_STATUS_STYLE.get(row.result.status, "red"))
         return Text(row.phase, style="dim" if row.started is None else "cyan")
 
-    def _render(self) -> Table:
-        """Draw the live table: one row per slice."""
+    def _render(self) -> Group:
+        """Draw the live view: the header, done/total with elapsed and ETA, a row per slice."""
+        parts: list[Table | Text | Progress] = []
+        if self._board.run is not None:
+            parts.append(Text(header(self._board.run), style="bold", overflow="ellipsis"))
+        if self._task is not None:
+            parts.append(self._counts())
+        parts.append(self._table())
+        return Group(*parts)
+
+    def _counts(self) -> Progress:
+        """The progress line: slices done of all, elapsed, ETA and the bytes moved so far."""
+        assert self._task is not None
+        rows = self._board.snapshot()
+        now = self.clock()
+        left = eta(self._board, now)
+        when = "ETA unknown until a slice finishes" if left is None else f"ETA {_clock(left)}"
+        synced = sum(self._board.synced.values())
+        pulled = sum(r.pulled for r in rows)
+        moved = f" · ↑ {_bytes(synced)} synced · ↓ {_bytes(pulled)} pulled" if synced else ""
+        self._progress.update(
+            self._task,
+            completed=sum(1 for r in rows if r.result is not None),
+            elapsed=_clock(max(0.0, now - self._origin)),
+            eta=when + moved,
+        )
+        return self._progress
+
+    def _table(self) -> Table:
+        """One row per slice: where it runs (and where it moved from), its try, phase and bytes."""
         table = Table(expand=True)
         table.add_column("platform", no_wrap=True)
         table.add_column("host", no_wrap=True)
+        table.add_column("try", no_wrap=True, justify="right")
         table.add_column("phase", no_wrap=True)
         table.add_column("elapsed", no_wrap=True, justify="right")
+        table.add_column("moved", no_wrap=True, justify="right")
         table.add_column("output", no_wrap=True, overflow="ellipsis", ratio=1)
         for row in self._board.snapshot():
             table.add_row(
                 Text(str(row.slice.platform)),
-                Text(_host_label(row.slice)),
+                Text(_row_host(row)),
+                Text(str(row.attempt)),
                 self._phase_text(row),
                 Text(self._elapsed(row)),
+                Text(self._board.moved(row)),
                 Text(row.line, style="dim"),
             )
         return table
@@ -365,6 +525,8 @@ class RichReporter:
             self.console.print(Text(heading, style="bold red"))
             for line in lines:
                 self.console.print(Text("  " + line, style="" if line.startswith("|") else "red"))
+        for line in _path_lines(summary):
+            self.console.print(Text(line))
         verdict = _verdict(ok, summary, rows)
         self.console.print(Text(verdict, style="bold green" if ok else "bold red"))
 
@@ -397,11 +559,21 @@ class PlainReporter:
     def _lines(self, event: Event) -> list[str]:
         """Return the lines one event is worth (none for output lines)."""
         match event:
+            case RunStarted():
+                self._board.run = event
+                return [f"[run] {header(event)}"]
             case PlanReady(plan=plan):
                 self._board.load(plan)
                 return [f"[plan] {s.platform} -> {_host_label(s)}" for s in plan.slices]
-            case PhaseStarted(key=key, phase=phase):
-                return [f"{self._tag(key)} {phase}"]
+            case PhaseStarted(key=key, phase=phase, host=host, attempt=attempt):
+                row = self._board.phase(key, phase, host, attempt, 0.0)
+                after = ""
+                if row is not None and host and attempt > 1:
+                    after = f" (attempt {attempt}, moved from {row.moved_from})"
+                return [f"{self._tag(key)} {phase}{after}"]
+            case Transfer(host=host, key=key, direction=direction, done=done, finished=True):
+                tag = self._tag(key) if key else f"[{host}]"
+                return [f"{tag} {direction}: {_bytes(done)} moved"] if done else []
             case SliceFinished(result=result):
                 self._board.finish(result)
                 return [self._finished(result)]
@@ -414,7 +586,7 @@ class PlainReporter:
     def _tag(self, key: str) -> str:
         """`[host os/arch]` for a slice key (the bare key if the plan never named it)."""
         row = self._board.rows.get(key)
-        return f"[{row.slice.host} {row.slice.platform}]" if row else f"[{key}]"
+        return f"[{row.host or row.slice.host} {row.slice.platform}]" if row else f"[{key}]"
 
     def _finished(self, result: SliceResult) -> str:
         """`ok in 12.3s (17 artifacts)` or `FAILED in build: <first error line>`."""
@@ -438,7 +610,7 @@ class PlainReporter:
             lines += _plain_lines(TARBALL_COLUMNS, tarballs)
         for heading, body in _failures(rows):
             lines += ["", heading, *(f"  {ln}" for ln in body)]
-        return [*lines, _verdict(ok, summary, rows)]
+        return [*lines, *_path_lines(summary), _verdict(ok, summary, rows)]
 
 
 def make_reporter(*, json_mode: bool, quiet: bool, stream: TextIO | None = None) -> Reporter:

@@ -86,6 +86,22 @@ def _info(version: str, commit: str, state: str, epoch: int) -> VersionInfo:
     return VersionInfo(version, commit, state, major, minor, epoch)
 
 
+def version_warnings(info: VersionInfo) -> list[str]:
+    """What a release engineer should know about the version before publishing it."""
+    found = []
+    if info.tree_state == "dirty":
+        found.append(
+            f"the tree has uncommitted changes: version {info.version} cannot be rebuilt "
+            "from a commit (commit or stash them for a release)"
+        )
+    if "+" in info.version:  # build metadata: commits past the last v* tag, or no tag at all
+        found.append(
+            f"version {info.version} is not from a tag (no v* tag on this commit); "
+            "tag the commit for a release"
+        )
+    return found
+
+
 def version_defs(info: VersionInfo) -> str:
     """The KUBE_GIT_VERSION_FILE content (as .dockerized-kube-version-defs)."""
     pairs = {

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from kdist.config.version import version_defs
+from kdist.config.version import version_defs, version_warnings
 from kdist.engine import plan, reproduce, toolchain
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
@@ -95,6 +95,8 @@ async def execute(
     memo = await Memo.open(job, boxes.head.key(boxes.spec) if boxes else "")
     memo.images = images.identity() if images is not None else []
     reporter.emit(_run_started(job, the_plan, hosts, run_id, started, memo))
+    for warning in version_warnings(job.version):
+        reporter.emit(Note(warning, "warning"))
     reporter.emit(PlanReady(the_plan))
     for note in the_plan.notes:
         reporter.emit(Note(note))
@@ -172,6 +174,7 @@ def _run_started(
         platforms=tuple(str(s.platform) for s in the_plan.slices),
         output=str(job.output),
         started=started,
+        command="release" if job.package else "build",
         capacity={h.name: h.capacity for h in hosts},
         expected=memo.durations(),
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import stat
 import subprocess
 import sys
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -18,7 +21,7 @@ from elftools.elf.elffile import ELFFile
 
 from kdist.cli import documents
 from kdist.testing.devfarm import Farm
-from tests.helpers import Ran, git, kdist, make_project
+from tests.helpers import git, kdist, make_project
 
 pytestmark = pytest.mark.e2e
 
@@ -126,28 +129,91 @@ def _schema() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(documents.SCHEMA.read_text()))
 
 
+@dataclass
+class Screen:
+    """A kdist run in a terminal (tmux): its exit code and what the screen showed as it ran."""
+
+    code: int
+    frames: list[str]  # each distinct screen seen while it ran
+    final: str  # the whole terminal at the end, scrollback included
+
+
+def under_tmux(args: list[str | Path], timeout: float = 600) -> Screen:
+    """Run the kdist CLI in a private tmux server's 200x50 terminal, capturing as it goes."""
+    server = ["tmux", "-L", f"kdist-test-{os.getpid()}", "-f", "/dev/null"]
+    command = shlex.join([sys.executable, "-m", "kdist", *map(str, args)])
+    script = f"{command}; echo {EXIT_MARK}$?; sleep 3600"
+    # The terminal's size, also for programs that read it from the environment (rich does).
+    env = {**os.environ, "COLUMNS": "200", "LINES": "50"}
+    subprocess.run([*server, "new-session", "-d", "-s", "run", "-x", "200", "-y", "50", script],
+                   check=True, env=env)  # fmt: skip
+    frames: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = subprocess.run([*server, "capture-pane", "-p", "-t", "run"],
+                                   capture_output=True, text=True, check=True).stdout  # fmt: skip
+            if not frames or shown != frames[-1]:
+                frames.append(shown)
+            if EXIT_MARK in shown:
+                break
+            time.sleep(0.3)
+        final = subprocess.run([*server, "capture-pane", "-p", "-S", "-", "-t", "run"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    finally:
+        subprocess.run([*server, "kill-server"], check=False)
+    found = re.search(rf"{EXIT_MARK}(\d+)", final)
+    return Screen(int(found.group(1)) if found else -1, frames, final)
+
+
+EXIT_MARK = "KDIST-EXIT="
+
+
 @pytest.fixture(scope="module")
-def traced(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path, Path]:
-    """A generic release of two platforms on two hosts, with unit tests and --timeline."""
+def traced(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Screen, Path, Path]:
+    """A generic release (2 platforms, 2 hosts, unit tests, --timeline) watched in tmux."""
     source = make_project("generic", tmp_path_factory.mktemp("traced") / "cri-tools", "v0.9.1")
     with (source / "kdist.yaml").open("a") as profile:
         profile.write("test: make test\n")
     git(source, "commit", "-q", "-a", "-m", "unit tests")
     git(source, "tag", "v0.9.2")
     timeline = source.parent / "timeline.json"
-    ran = kdist(
+    screen = under_tmux([
         "release", "--source", source, "--hosts", farm.inventory_path,
         "--platforms", "linux/amd64,linux/arm64", "--timeline", timeline,
-    )  # fmt: skip
-    return ran, source, timeline
+    ])  # fmt: skip
+    return screen, source, timeline
+
+
+def test_live_view_orients_from_start_to_end(traced: tuple[Screen, Path, Path]) -> None:
+    """Under tmux: header, done/total with elapsed, phases per slice, then where results are."""
+    screen, source, timeline = traced
+    assert screen.code == 0, screen.final
+    head = "kdist release cri-tools v0.9.2 · run "
+    hosts = "· 2 hosts: h1 h2 · 2 platforms: linux/amd64 linux/arm64"
+    live = [f for f in screen.frames if head in f and hosts in f]
+    assert live, screen.frames[-1]
+    assert any(re.search(r"0/2 done · elapsed \d:\d\d:\d\d · ETA", f) for f in live)
+    assert any(re.search(r"linux/amd64 │ h1 +│ +1 │ (sync|build)", f) for f in live)
+    assert re.search(r"2/2 done · elapsed \d:\d\d:\d\d", screen.final)
+    out = source / "_output"
+    for line in (
+        f"tarballs: {out}/release-tars (2 files, SHA256SUMS)",
+        f"logs:     {out}/logs",
+        f"json:     {out}/logs/run.json",
+        f"timeline: {timeline}",
+        "release ok: v0.9.2",
+    ):
+        assert line in screen.final, screen.final
+    assert "Traceback" not in screen.final
 
 
 def test_timeline_has_one_complete_span_per_phase_per_slice(
-    traced: tuple[Ran, Path, Path],
+    traced: tuple[Screen, Path, Path],
 ) -> None:
     """--timeline: connect/lock/sync per host, build/pull/package per slice, tests, publish."""
-    ran, _, timeline = traced
-    assert ran.code == 0, ran.stderr + ran.stdout
+    screen, _, timeline = traced
+    assert screen.code == 0, screen.final
     doc = json.loads(timeline.read_text())
     spans = [e for e in doc["traceEvents"] if e["ph"] == "X"]
     assert all(e["dur"] > 0 and e["ts"] >= 0 and e["args"]["ok"] for e in spans)
@@ -167,7 +233,7 @@ def test_timeline_has_one_complete_span_per_phase_per_slice(
     assert builds == {"linux-amd64": "h1", "linux-arm64": "h2"}
 
 
-def test_run_documents_follow_the_schema(farm: Farm, traced: tuple[Ran, Path, Path]) -> None:
+def test_run_documents_follow_the_schema(farm: Farm, traced: tuple[Screen, Path, Path]) -> None:
     """The release's OUTPUT/logs/run.json, a failed build's and a plan's --json are schema-valid."""
     _, source, timeline = traced
     validator = _schema()

@@ -25,7 +25,9 @@ from kdist.events import (
     PhaseStarted,
     PlanReady,
     RunFinished,
+    RunStarted,
     SliceFinished,
+    Transfer,
 )
 from kdist.model import Artifact, Plan, Platform, Slice, SliceResult, Status
 
@@ -331,3 +333,92 @@ def test_print_table_uses_rich_on_a_terminal() -> None:
     assert "hosts" in out
     assert re.search(r"h1\s.*ok", out)
     assert "─" in out or "-" in out
+
+
+RUN = RunStarted(
+    project="cri-tools",
+    version="v0.9.1",
+    run_id="5eed1234",
+    hosts=("h1", "h2"),
+    platforms=("linux/amd64", "linux/arm64"),
+    output="/out",
+    started=0.0,
+    capacity={"h1": 1, "h2": 1},
+    expected={"linux-amd64": 20.0, "linux-arm64": 30.0},
+)
+DONE_SUMMARY: dict[str, object] = {
+    "command": "release",
+    "tarballs": [{"name": "t.tar.gz", "path": "/out/release-tars/t.tar.gz", "sha256": SHA}],
+    "logs": "/out/logs",
+    "document": "/out/logs/run.json",
+    "timeline": "/tmp/trace.json",
+}
+
+
+def test_live_view_orients_header_counts_eta_bytes_and_moves() -> None:
+    """Header, done/total, ETA from recorded durations, bytes, and a moved slice's new host."""
+    console, buf = rich_console()
+    clock = FakeClock()
+    reporter = RichReporter(console, clock=clock, auto_refresh=False)
+    reporter.emit(RunStarted(**{**RUN.__dict__}))
+    reporter.emit(PlanReady(PLAN))
+    reporter.emit(PhaseStarted("linux-amd64", "sync", "h1", 1))
+    reporter.emit(PhaseStarted("linux-arm64", "sync", "h2", 1))
+    reporter.emit(Transfer("h1", "", "sync", 1_500_000))
+    clock.now += 5
+    reporter.emit(PhaseStarted("linux-arm64", "sync", "h1", 2))  # h2 failed: moved to h1
+    reporter.emit(SliceFinished(OK))
+    frame = buf.getvalue().split("kdist release")[-1]
+    reporter.close()
+    assert frame.startswith(" cri-tools v0.9.1 · run 5eed1234 · 2 hosts: h1 h2")
+    assert "1/2 done" in frame
+    assert "ETA 0:00:25" in frame  # linux/arm64 is expected to take 30 s and started 5 s ago
+    assert "↑ 1.5 MB synced" in frame
+    assert re.search(r"linux/arm64 │ h1 \(from h2\) │\s+2 │ sync", frame), frame
+
+
+def test_eta_without_recorded_durations_is_unknown_until_a_slice_finishes() -> None:
+    """No journal: no ETA at first; after one slice, the others are guessed from it."""
+    console, buf = rich_console()
+    clock = FakeClock()
+    reporter = RichReporter(console, clock=clock, auto_refresh=False)
+    reporter.emit(RunStarted(**{**RUN.__dict__, "expected": {}}))
+    reporter.emit(PlanReady(PLAN))
+    assert "ETA unknown until a slice finishes" in buf.getvalue()
+    reporter.emit(SliceFinished(OK))  # took 12.34 s; linux/arm64 has not started
+    assert "ETA 0:00:12" in buf.getvalue().split("kdist release")[-1]
+    reporter.close()
+
+
+def test_the_end_says_where_tarballs_logs_json_and_timeline_are() -> None:
+    """Both reporters end with the paths of the tarballs, the logs, the JSON and the timeline."""
+    plain = io.StringIO()
+    reporter = PlainReporter(plain)
+    for event in (RunStarted(**{**RUN.__dict__}), PlanReady(PLAN), RunFinished(True, DONE_SUMMARY)):
+        reporter.emit(event)
+    _, rich_out = run_rich([PlanReady(PLAN), RunFinished(True, DONE_SUMMARY)])
+    for out in (plain.getvalue(), rich_out):
+        assert "tarballs: /out/release-tars (1 files, SHA256SUMS)" in out
+        assert "logs:     /out/logs" in out
+        assert "json:     /out/logs/run.json" in out
+        assert "timeline: /tmp/trace.json" in out
+    assert plain.getvalue().startswith("[run] kdist release cri-tools v0.9.1 · run 5eed1234")
+
+
+def test_plain_lines_say_where_a_slice_moved_and_what_moved() -> None:
+    """A moved slice says from where; finished transfers say how many bytes."""
+    buf = io.StringIO()
+    reporter = PlainReporter(buf)
+    for event in (
+        PlanReady(PLAN),
+        PhaseStarted("linux-arm64", "sync", "h2", 1),
+        PhaseStarted("linux-arm64", "sync", "h3", 2),
+        Transfer("h3", "", "sync", 2_000_000, finished=True),
+        Transfer("h3", "linux-arm64", "pull", 42_000, finished=True),
+    ):
+        reporter.emit(event)
+    assert buf.getvalue().splitlines()[-3:] == [
+        "[h3 linux/arm64] sync (attempt 2, moved from h2)",
+        "[h3] sync: 2.0 MB moved",
+        "[h3 linux/arm64] pull: 42.0 kB moved",
+    ]

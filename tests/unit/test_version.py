@@ -16,6 +16,7 @@ from kdist.config.version import (
     major_minor,
     normalize_describe,
     version_defs,
+    version_warnings,
 )
 from kdist.errors import ConfigError
 from kdist.model import VersionInfo
@@ -235,3 +236,15 @@ def test_version_defs_is_sourceable(tmp_path: Path, repo: Path) -> None:
         check=True,
     )
     assert done.stdout == "v1.2.3 2 clean\n"
+
+
+def test_warnings_for_a_dirty_tree_and_a_version_not_from_a_tag(repo: Path) -> None:
+    """A clean tagged tree has no warning; a dirty one and one past the tag each get one."""
+    assert version_warnings(compute_version(repo)) == []
+    (repo / "notes.txt").write_text("scratch\n", encoding="utf-8")
+    (dirty,) = version_warnings(compute_version(repo))
+    assert "uncommitted changes" in dirty
+    _git(repo, "add", "notes.txt")
+    _git(repo, "commit", "-q", "-m", "more", when=T2)
+    (untagged,) = version_warnings(compute_version(repo))
+    assert "is not from a tag" in untagged
