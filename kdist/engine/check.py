@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from kdist.errors import KdistError
 from kdist.model import DaemonReport, Host
-from kdist.remote.probe import REQUIRED_TOOLS, Facts, probe_host
+from kdist.remote.probe import CONTAINER_TOOLS, REQUIRED_TOOLS, Facts, probe_host
 from kdist.transport import Transport
 
 COLUMNS = (
@@ -54,8 +54,10 @@ class HostReport:
         """What is wrong, for the last column."""
         if self.facts is None:
             return [self.error]
-        docker = [self.docker.problem] if self.docker and self.docker.problem else []
-        return self.facts.problems() + docker
+        if self.docker is None:
+            return self.facts.problems()
+        docker = [self.docker.problem] if self.docker.problem else []
+        return self.facts.problems(CONTAINER_TOOLS) + docker
 
     def row(self) -> list[str]:
         """The table row."""

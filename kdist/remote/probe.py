@@ -16,6 +16,7 @@ from kdist.transport import Transport
 PROBE_SCRIPT = host_script("probe.sh")
 
 REQUIRED_TOOLS = ("make", "go", "rsync")
+CONTAINER_TOOLS = ("rsync",)  # container builds bring make and go in their image
 MIN_FREE_KB = 1024 * 1024  # 1 GiB: less than one Kubernetes platform's output
 
 
@@ -34,9 +35,9 @@ class Facts:
         """The host's native platform, when recognised."""
         return Platform(self.os, self.arch) if self.os and self.arch else None
 
-    def problems(self) -> list[str]:
-        """Why this host cannot build, empty when it can."""
-        out = [f"{t} not found" for t in REQUIRED_TOOLS if not self.tools.get(t)]
+    def problems(self, required: tuple[str, ...] = REQUIRED_TOOLS) -> list[str]:
+        """Why this host cannot build (with the `required` tools), empty when it can."""
+        out = [f"{t} not found" for t in required if not self.tools.get(t)]
         if not self.arch:
             out.append("unknown architecture")
         if not self.workdir_ok:

@@ -39,7 +39,7 @@ import requests.exceptions
 from docker.utils.socket import frames_iter
 
 from kdist.errors import InfraError
-from kdist.model import CommandResult, ContainerSpec, DaemonReport, Platform
+from kdist.model import CommandResult, ContainerSpec, DaemonReport, Host, Platform
 from kdist.remote import hostside
 from kdist.remote.argv import owner_of, socket_access
 from kdist.transport import LineSink, OutputCollector, Transport
@@ -229,6 +229,11 @@ def local_socket() -> str:
     """The head node's docker socket: $DOCKER_HOST when it is unix://, else the default."""
     url = os.environ.get("DOCKER_HOST", "")
     return url.removeprefix("unix://") if url.startswith("unix://") else DEFAULT_SOCKET
+
+
+def socket_of(host: Host) -> str:
+    """The docker socket kdist uses for `host` (the head node's own for the local host)."""
+    return local_socket() if host.local else host.docker_socket
 
 
 def head_image(client: docker.DockerClient | None, name: str) -> HeadImage | None:
@@ -618,6 +623,13 @@ class Setup:
     project: str
     tree: str
     run: str
+    toolchains: dict[str, asyncio.Task[str]] = field(default_factory=dict)  # image id -> go version
+
+    def toolchain(self, daemon: DockerHost, image: str, user: str) -> asyncio.Task[str]:
+        """`go version` in `image`, asked once per run: the same image id, the same toolchain."""
+        if image not in self.toolchains:
+            self.toolchains[image] = asyncio.ensure_future(daemon.toolchain(image, user))
+        return self.toolchains[image]
 
 
 @dataclass
@@ -680,7 +692,7 @@ async def prepare(
 ) -> tuple[ContainerRunner, str]:
     """Once per host and run: daemon, image, user, cache volume, orphans; (runner, toolchain)."""
     name = transport.host.name
-    daemon = await DockerHost.open(transport, transport.host.docker_socket)
+    daemon = await DockerHost.open(transport, socket_of(transport.host))
     try:
         facts = await daemon.facts()
         wanted = image_for(setup.spec, facts.platform)
@@ -692,23 +704,24 @@ async def prepare(
             note(f"{name}: image {wanted} {image.how} ({image.id[:19]})")
         user = "0:0" if facts.rootless else await _owner(transport, workdir)
         volume = cache_volume(setup.project, user)
+        toolchain = setup.toolchain(daemon, image.id, user)
         await daemon.ensure_cache(volume, image.id, user, setup.project)
         swept = await daemon.sweep(setup.tree, name, setup.run)
         if swept:
             note(f"{name}: removed {swept} container(s) that earlier, dead runs left")
-        toolchain = await daemon.toolchain(image.id, user)
+        version = await asyncio.shield(toolchain)
     except BaseException:
         daemon.close()
         raise
     tags = {f"{LABEL}.run": setup.run, f"{LABEL}.tree": setup.tree, f"{LABEL}.host": name,
             f"{LABEL}.project": setup.project}  # fmt: skip
     runner = ContainerRunner(daemon, transport, image, user, setup.spec.network, volume, tags)
-    return runner, toolchain
+    return runner, version
 
 
 async def check(transport: Transport, spec: ContainerSpec) -> DaemonReport:
     """`hosts check`: socket permission, daemon version, the build image's id or its absence."""
-    path = transport.host.docker_socket
+    path = socket_of(transport.host)
     try:
         daemon = await DockerHost.open(transport, path)
     except InfraError as exc:

@@ -100,6 +100,19 @@ def test_kubernetes_release_in_containers_on_three_hosts(
     assert len(doc["tarballs"]) > 3
 
 
+def test_quick_release_in_a_container_of_the_head_nodes_daemon(
+    env: dict[str, str], build_image: tuple[str, str], tmp_path: Path
+) -> None:
+    """Without --hosts, quick-release --container builds in the head node's own daemon."""
+    source = make_project("kubernetes", tmp_path / "kubernetes")
+    ran = kdist("quick-release", "--container", "--platforms", "linux/386", "--no-images",
+                "--source", source, "--json", env=env)  # fmt: skip
+    assert ran.code == 0, ran.stderr + ran.stdout
+    (slc,) = ran.json["slices"]
+    assert (slc["host"], slc["image"]) == ("local", build_image[1])
+    assert (source / "_output/dockerized/bin/linux/386/kubectl").is_file()
+
+
 def test_dry_run_prints_the_container_command(
     boxes: Farm, env: dict[str, str], build_image: tuple[str, str], k8s_source: Path
 ) -> None:
@@ -193,7 +206,7 @@ def test_host_that_cannot_use_its_socket_moves_the_slice(
     ran = release(source, hosts=inventory, env=env)
     assert ran.code == 0, ran.stderr + ran.stdout
     (slc,) = ran.json["slices"]
-    assert (slc["host"], slc["attempts"]) == ("h2", 2)
+    assert (slc["host"], slc["attempts"]) == ("h2", 2), ran.json["notes"]
     assert any(f"{stale} is not a socket" in note for note in ran.json["notes"])
 
 

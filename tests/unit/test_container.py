@@ -252,3 +252,19 @@ def test_head_images_key_names_each_image_and_its_id() -> None:
         None, {"cross:1": container.HeadImage("cross:1", "sha256:aa", Platform("linux", "amd64"))}
     )
     assert head.key(spec) == "cross-arm:1@? cross:1@sha256:aa"
+
+
+def test_hosts_check_in_container_mode_needs_no_host_go_but_a_daemon() -> None:
+    """With a build container a host needs rsync and a usable daemon, not its own make and go."""
+    from kdist.engine.check import HostReport
+    from kdist.model import DaemonReport, Host
+    from kdist.remote.probe import Facts
+
+    facts = Facts(arch="amd64", os="linux", tools={"rsync": "rsync 3.2"}, workdir_ok=True)
+    host = Host("h1", "h1")
+    assert "go not found" in HostReport(host, facts).problems()
+    usable = HostReport(host, facts, docker=DaemonReport("/s", "24.0.7", "cross:1", "sha256:aa"))
+    assert usable.ok and usable.row()[-2:] == ["24.0.7", "cross:1 sha256:aa"]
+    down = HostReport(host, facts, docker=DaemonReport("/s", problem="no docker socket at /s"))
+    assert down.problems() == ["no docker socket at /s"] and not down.ok
+    assert down.as_dict()["docker"]["problem"] == "no docker socket at /s"
