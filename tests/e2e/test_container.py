@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import jsonschema
 import pytest
 
+from kdist.cli import documents
 from kdist.cli.commands import tree_id
 from kdist.testing.devfarm import Farm
 from kdist.testing.dockerd import Dockerd
@@ -98,6 +101,8 @@ def test_kubernetes_release_in_containers_on_three_hosts(
         owner = OWNER if slc["host"] == "h1" else 0
         assert {(p.stat().st_uid, p.stat().st_gid) for p in built.iterdir()} == {(owner, owner)}
     assert len(doc["tarballs"]) > 3
+    schema = json.loads(documents.SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
 
 
 def test_quick_release_in_a_container_of_the_head_nodes_daemon(
