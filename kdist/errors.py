@@ -32,6 +32,14 @@ class ConfigError(KdistError):
     exit_status = ExitStatus.CONFIG_ERROR
 
 
+class PreflightError(ConfigError):
+    """Problems found before any connection; each one line naming the file, key or host."""
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 class InventoryError(ConfigError):
     """The host inventory is malformed; the message names the file and key path."""
 

@@ -34,6 +34,7 @@ from kdist.config.profile import build_template, choose_profile, container_spec
 from kdist.config.version import compute_version, version_warnings
 from kdist.engine import check, journal, pipeline, toolchain
 from kdist.engine.job import Job, RunResult
+from kdist.engine.preflight import Checks, make_needs, writable_folder
 from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.engine.timeline import TimelineRecorder
 from kdist.errors import ConfigError, ExitStatus, KdistError, head_node_faults
@@ -100,21 +101,43 @@ def _source_date_epoch() -> int | None:
 
 
 def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]]:
-    """Turn a release's or a build's options into a validated Job and the hosts it may use."""
+    """Turn a release's or a build's options into a Job and its hosts, after preflight.
+
+    Everything that can be checked before a connection is checked, and every problem is
+    reported at once (PreflightError, exit 2); nothing is written before that.
+    """
     run = opts.run
     source = run.tree.source
-    profile = choose_profile(source, run.tree.profile)
-    inventory = load_hosts(run.farm)
-    if run.host and not inventory.host(run.host):
-        names = ", ".join(h.name for h in inventory.hosts)
-        msg = f"--host {run.host}: not in {inventory.source} (hosts: {names})"
-        raise ConfigError(msg)
+    checks = Checks()
+    profile = checks.run(lambda: choose_profile(source, run.tree.profile))
+    inventory = checks.run(lambda: load_hosts(run.farm, connecting=False))
+    if inventory is not None:
+        if not run.farm.accept_new_host_keys:
+            checks.add(missing_known_hosts(inventory))
+        if run.host and not inventory.host(run.host):
+            names = ", ".join(h.name for h in inventory.hosts)
+            checks.add([f"--host {run.host}: not in {inventory.source} (hosts: {names})"])
+    epoch = checks.run(_source_date_epoch)
+    version = checks.run(lambda: compute_version(source, epoch=epoch))
+    what = opts.what if isinstance(opts, BuildOptions) else ()
+    if profile is not None:
+        checks.run(lambda: build_template(profile, what))  # no subset without build_what
+        checks.add(make_needs(source, profile, _commands(opts, what)))
+    output = opts.output.resolve() if isinstance(opts, ReleaseOptions) and opts.output else None
+    checks.add(writable_folder(output or source / "_output", "--output" if output else "output"))
+    if run.timeline is not None:
+        checks.add(writable_folder(run.timeline.resolve().parent, "--timeline", create=False))
+    sign_key = (
+        checks.run(lambda: _sign_key(opts.sign_key)) if isinstance(opts, ReleaseOptions) else None
+    )
+    checks.done()
+    assert profile is not None and inventory is not None and version is not None
     job = Job(
         source=source,
-        output=source / "_output",
+        output=output or source / "_output",
         profile=profile,
         platforms=(opts.platform,) if isinstance(opts, BuildOptions) and opts.platform else (),
-        version=compute_version(source, epoch=_source_date_epoch()),
+        version=version,
         tree_id=tree_id(source),
         pin=run.host,
         native_only=run.native_only,
@@ -124,20 +147,27 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         allow_toolchain_drift=run.allow_toolchain_drift,
     )
     if isinstance(opts, BuildOptions):
-        build_template(profile, opts.what)  # a profile that cannot build a subset says so now
         # `kdist build` without --platform builds for the building host's own platform.
         return replace(job, what=opts.what, package=False, in_tree=True), inventory.hosts
     release = replace(
         job,
-        output=opts.output.resolve() if opts.output else job.output,
         platforms=opts.platforms or profile.platforms,
         run_tests=opts.tests,
         reuse=opts.reuse,
         reproduce=opts.verify_reproducible,
-        sign_key=_sign_key(opts.sign_key),
+        sign_key=sign_key,
         images=_image_settings(profile, opts.images),
     )
     return release, inventory.hosts
+
+
+def _commands(opts: ReleaseOptions | BuildOptions, what: tuple[str, ...]) -> list[str]:
+    """The profile keys whose commands this run will run."""
+    keys = ["build_what" if what else "build"]
+    if isinstance(opts, ReleaseOptions):
+        keys += ["test"] if opts.tests else []
+        keys += ["package"]
+    return keys
 
 
 def _image_settings(profile: Profile, wanted: bool) -> ImageSettings | None:

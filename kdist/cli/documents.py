@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdist.config.version import version_warnings
 from kdist.engine import plan
-from kdist.errors import ExitStatus
+from kdist.errors import ExitStatus, KdistError
 from kdist.model import (
     REPRODUCE_ALL,
     Host,
@@ -54,6 +54,18 @@ def envelope(kind: str, started: float, finished: float, status: ExitStatus) -> 
         "finished": timestamp(finished),
         "exit_status": int(status),
         "exit_class": status.name.lower(),
+    }
+
+
+def error_document(
+    exc: KdistError, problems: Sequence[str], started: float, finished: float
+) -> dict[str, Any]:
+    """The document of a command that stopped before it could run (preflight, options)."""
+    return {
+        **envelope("error", started, finished, exc.exit_status),
+        "ok": False,
+        "error": type(exc).__name__,
+        "problems": list(problems),
     }
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from kdist.cli import options
-from kdist.errors import ExitStatus, Interrupted, KdistError
+from kdist.errors import ExitStatus, Interrupted, KdistError, PreflightError
 
 if TYPE_CHECKING:
     from kdist.engine.prepare import TransportFactory
@@ -24,6 +26,7 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
 
     `transports` replaces the real SSH and local transports (tests pass fakes).
     """
+    started = time.time()
     try:
         invocation = options.parse(argv)
     except SystemExit as exc:  # argparse said it (usage error, --help, --version)
@@ -38,7 +41,7 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
         print("kdist: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
     except KdistError as exc:
-        return _error(exc)
+        return _error(exc, started if invocation.display.json else None)
     except KeyboardInterrupt:
         print("kdist: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
@@ -49,8 +52,16 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
         return int(ExitStatus.INTERNAL_ERROR)
 
 
-def _error(exc: KdistError) -> int:
-    print(f"kdist: error: {exc}", file=sys.stderr)
+def _error(exc: KdistError, json_since: float | None = None) -> int:
+    """The message on stderr (a line per preflight problem); with --json an error document."""
+    problems = exc.problems if isinstance(exc, PreflightError) else (str(exc),)
+    for problem in problems:
+        print(f"kdist: error: {problem}", file=sys.stderr)
+    if json_since is not None:
+        from kdist.cli.documents import error_document
+
+        doc = error_document(exc, problems, json_since, time.time())
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return int(exc.exit_status)
 
 

@@ -529,7 +529,7 @@ def test_disk_full_host_moves_its_slice(farm: Farm, k8s_source: Path, tmp_path: 
 def test_read_only_output_fails_before_any_login(
     farm: Farm, k8s_source: Path, tmp_path: Path
 ) -> None:
-    """A read-only --output is one head-node error (exit 5) naming it, before any SSH login."""
+    """A read-only --output is one preflight error (exit 2) naming it, before any SSH login."""
     out = tmp_path / "out"
     out.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(out)], check=True)
@@ -540,8 +540,8 @@ def test_read_only_output_fails_before_any_login(
         )
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
-    assert ran.code == 5, ran.stderr + ran.stdout[-2000:]
-    assert str(out) in ran.stderr and "Read-only file system" in ran.stderr
+    assert ran.code == 2, ran.stderr + ran.stdout[-2000:]
+    assert f"--output {out}: {out} is on a read-only file system" in ran.stderr
     assert ran.stderr.count("kdist: error:") == 1
     assert {h.name: farm.accepted_logins(h.name) for h in farm.hosts} == before
 

@@ -275,3 +275,76 @@ def test_ctrl_c_during_sync_says_per_host_what_stopped(farm: Farm, tmp_path: Pat
     assert sorted(ln.split(":")[1].strip() for ln in lines[1:-1]) == ["h1", "h2"], err
     assert all(": stopped " in ln for ln in lines[1:-1]), err
     assert lines[-1] == "kdist: interrupted"
+
+
+def _bad_inventory(farm: Farm, tmp: Path) -> Path:
+    path = tmp / "hosts.yaml"
+    path.write_text(farm.inventory_path.read_text().replace("    workdir:", "    wrokdir:", 1))
+    return path
+
+
+def _no_known_hosts(farm: Farm, tmp: Path) -> Path:
+    path = tmp / "hosts.yaml"
+    text = farm.inventory_path.read_text()
+    path.write_text(re.sub(r"known_hosts: .*", f'known_hosts: "{tmp}/none"', text))
+    return path
+
+
+PREFLIGHT = {  # how the project or inventory is broken -> what the one line must say
+    "inventory": "hosts.yaml: hosts.h1.wrokdir: unknown key",
+    "known_hosts": "none does not exist (needed by h1, h2, h3)",
+    "profile": "kdist.yaml: tset: unknown key",
+    "makefile": "kdist.yaml: build: `make` needs a Makefile in",
+    "version": "version 'v1.2' is not valid semver",
+    "output": "--output",
+    "timeline": "--timeline",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PREFLIGHT))
+def test_each_preflight_problem_is_one_line_exit_2_nothing_written(
+    farm: Farm, tmp_path: Path, case: str
+) -> None:
+    """Before any login, with and without -n: one line naming file/key/host, exit 2, no output."""
+    source = make_project(
+        "generic", tmp_path / "cri-tools", "v1.2" if case == "version" else "v0.9.1"
+    )
+    hosts = farm.inventory_path
+    extra: list[str | Path] = []
+    if case == "inventory":
+        hosts = _bad_inventory(farm, tmp_path)
+    elif case == "known_hosts":
+        hosts = _no_known_hosts(farm, tmp_path)
+    elif case == "profile":
+        (source / "kdist.yaml").write_text(
+            (source / "kdist.yaml").read_text() + "tset: make test\n"
+        )
+    elif case == "makefile":
+        (source / "Makefile").unlink()
+    elif case == "output":
+        (tmp_path / "out").write_text("a file")
+        extra = ["--output", tmp_path / "out"]
+    elif case == "timeline":
+        extra = ["--timeline", tmp_path / "no/such/folder/trace.json"]
+    before = {h.name: farm.accepted_logins(h.name) for h in farm.hosts}
+    for dry in ([], ["-n"]):
+        ran = kdist("release", *dry, "--source", source, "--hosts", hosts, *extra)
+        assert ran.code == 2, ran.stderr + ran.stdout
+        lines = ran.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kdist: error: "), ran.stderr
+        assert PREFLIGHT[case] in lines[0]
+    assert not (source / "_output").exists()
+    assert {h.name: farm.accepted_logins(h.name) for h in farm.hosts} == before
+
+
+def test_every_preflight_problem_is_reported_at_once(farm: Farm, tmp_path: Path) -> None:
+    """Three problems, three lines (and a JSON error document that follows the schema)."""
+    source = make_project("generic", tmp_path / "cri-tools", "v1.2")
+    (source / "Makefile").unlink()
+    hosts = _no_known_hosts(farm, tmp_path)
+    ran = kdist("release", "-n", "--json", "--source", source, "--hosts", hosts)
+    assert ran.code == 2
+    assert len(ran.stderr.splitlines()) == 3, ran.stderr
+    _schema().validate(ran.json)
+    assert (ran.json["kind"], ran.json["exit_class"]) == ("error", "config_error")
+    assert len(ran.json["problems"]) == 3
