@@ -299,9 +299,11 @@ def _show_plan(
 
 def hosts_list(opts: HostsListOptions, display: Display) -> ExitStatus:
     """`kdist hosts list`: the hosts as kdist will reach them, without connecting."""
+    started = time.time()
     inventory = load_hosts(opts.farm, connecting=False)
     if display.json:
-        print_json(documents.hosts_document(inventory))
+        head = documents.envelope("hosts", started, time.time(), ExitStatus.OK)
+        print_json({**head, **documents.hosts_document(inventory)})
         return ExitStatus.OK
     print_table(
         f"kdist hosts list: {inventory.source}",
@@ -315,6 +317,7 @@ async def hosts_check(
     opts: HostsCheckOptions, display: Display, factory: TransportFactory
 ) -> ExitStatus:
     """Probe every host in parallel and print a table; non-zero when any host is unusable."""
+    started = time.time()
     inventory = load_hosts(opts.farm)
     spec = _check_container(opts)
     docker: check.DaemonCheck | None = None
@@ -326,8 +329,10 @@ async def hosts_check(
             return await container.check(transport, spec)
 
     reports = await check.check_all(inventory.hosts, factory, docker)
+    status = ExitStatus.OK if all(r.ok for r in reports) else ExitStatus.INFRA_FAILED
     if display.json:
-        print_json({"hosts": [r.as_dict() for r in reports]})
+        head = documents.envelope("hosts-check", started, time.time(), status)
+        print_json({**head, "hosts": [r.as_dict() for r in reports]})
     else:
         print_table(
             f"kdist hosts check: {inventory.source}",
@@ -335,7 +340,7 @@ async def hosts_check(
             [r.row() for r in reports],
             ok=all(r.ok for r in reports),
         )
-    return ExitStatus.OK if all(r.ok for r in reports) else ExitStatus.INFRA_FAILED
+    return status
 
 
 def _check_container(opts: HostsCheckOptions) -> ContainerSpec | None:
@@ -354,6 +359,7 @@ def _check_container(opts: HostsCheckOptions) -> ContainerSpec | None:
 
 async def clean(opts: CleanOptions, display: Display, factory: TransportFactory) -> ExitStatus:
     """`kdist clean [--remote]`: remove SOURCE/_output, and this tree's workdir on every host."""
+    started = time.time()
     source = opts.tree.source
     output = source / "_output"
     hosts = [h for h in load_hosts(opts.farm).hosts if not h.local] if opts.remote else []
@@ -369,7 +375,9 @@ async def clean(opts: CleanOptions, display: Display, factory: TransportFactory)
         *(_clean_host(factory(h), workdirs[h.name], tree, project) for h in hosts)
     )
     failed = {name: err for name, err in results if err}
-    doc = {"removed": [str(output)], "hosts": [{"host": n, "workdir": workdirs[n],
+    status = ExitStatus.INFRA_FAILED if failed else ExitStatus.OK
+    doc = {**documents.envelope("clean", started, time.time(), status),
+           "removed": [str(output)], "hosts": [{"host": n, "workdir": workdirs[n],
            "error": failed.get(n, "")} for n, _ in results]}  # fmt: skip
     if display.json:
         print_json(doc)
@@ -377,7 +385,7 @@ async def clean(opts: CleanOptions, display: Display, factory: TransportFactory)
         print(f"removed {output}")
         for name, error in results:
             print(f"{name}: {'removed ' + workdirs[name] if not error else 'FAILED: ' + error}")
-    return ExitStatus.INFRA_FAILED if failed else ExitStatus.OK
+    return status
 
 
 def _project(source: Path, profile_file: Path | None) -> str:
@@ -417,6 +425,7 @@ async def _clean_host(
 
 async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
     """`kdist package`: pack the binaries already in the output, like `make package-tarballs`."""
+    started = time.time()
     source = opts.tree.source
     profile = choose_profile(source, opts.tree.profile)
     output = opts.output.resolve() if opts.output else source / "_output"
@@ -443,7 +452,8 @@ async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
     if display.json:
         images = [describe(b, output / RELEASE_IMAGES) for b in built]
         tars = [{"name": n, "sha256": d} for n, d in tarballs]
-        print_json({"ok": True, "tarballs": tars, "images": images})
+        head = documents.envelope("package", started, time.time(), ExitStatus.OK)
+        print_json({**head, "ok": True, "tarballs": tars, "images": images})
     else:
         for name, digest in tarballs:
             print(f"{digest[:12]}  {output / publish.RELEASE_DIR / name}")

@@ -7,8 +7,10 @@ import os
 import signal
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from kdist.cli import documents
 from kdist.cli.main import Transports, main
 from kdist.cli.options import Farm
 from kdist.engine.prepare import TransportFactory
@@ -338,3 +340,27 @@ def test_the_inventory_comes_from_kdist_hosts(
     monkeypatch.setenv("KDIST_HOSTS", str(inventory))
     assert kdist(farm, "release", "-q", "--source", source) == 0
     assert farm.calls("connect") == {"h1": 1, "h2": 1}
+
+
+def test_every_json_document_follows_the_schema(
+    farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """release, -n, hosts list, hosts check, package and clean print schema-valid documents."""
+    schema = json.loads(documents.SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    runs: list[list[str | Path]] = [
+        ["release", "--source", source, "--hosts", inventory],
+        ["release", "-n", "--source", source, "--hosts", inventory],
+        ["hosts", "list", "--hosts", inventory],
+        ["hosts", "check", "--hosts", inventory],
+        ["package", "--source", source],
+        ["clean", "--source", source, "--hosts", inventory],
+    ]
+    kinds = []
+    for argv in runs:
+        capsys.readouterr()
+        assert kdist(farm, "--json", *argv) == 0, capsys.readouterr().err
+        doc = json.loads(capsys.readouterr().out)
+        validator.validate(doc)
+        kinds.append(doc["kind"])
+    assert kinds == ["run", "plan", "hosts", "hosts-check", "package", "clean"]
