@@ -549,7 +549,14 @@ async def run(
     try:
         with head_node_faults():  # transports raise no OSError: any that gets here is ours
             image_plan = await plan_images(job)  # a missing base image fails before any build
-            prepared = await prepare(job, hosts, conns, reporter)
+            try:
+                prepared = await prepare(job, hosts, conns, reporter)
+            except asyncio.CancelledError:  # interrupted while hosts were being probed
+                probed = [h.name for h in hosts if h.platforms is None and not h.local]
+                stopped = (
+                    f"{name}: stopped while connecting to detect its platform" for name in probed
+                )
+                raise Interrupted(tuple(stopped)) from None
             return await execute(job, prepared, hosts, conns, reporter, image_plan, started)
     finally:
         with contextlib.suppress(Exception):
