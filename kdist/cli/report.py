@@ -165,8 +165,12 @@ def header(run: RunStarted) -> str:
     platforms = " ".join(run.platforms)
     return (
         f"kdist {run.command} {run.project} {run.version} · run {run.run_id} · "
-        f"{len(run.hosts)} hosts: {hosts} · {len(run.platforms)} platforms: {platforms}"
+        f"{_count(run.hosts, 'host')}: {hosts} · {_count(run.platforms, 'platform')}: {platforms}"
     )
+
+
+def _count(items: Sequence[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def eta(board: _Board, now: float) -> float | None:
