@@ -37,6 +37,7 @@ from kdist.engine.job import Job, RunResult
 from kdist.engine.preflight import Checks, make_needs, writable_folder
 from kdist.engine.prepare import Connections, TransportFactory, prepare
 from kdist.engine.timeline import TimelineRecorder
+from kdist.engine.treedigest import TREE_CACHE, tree_digest
 from kdist.errors import ConfigError, ExitStatus, KdistError, head_node_faults
 from kdist.events import Reporter, RunFinished
 from kdist.model import (
@@ -443,7 +444,7 @@ async def package_only(opts: PackageOptions, display: Display) -> ExitStatus:
         return ExitStatus.OK
     image_plan = await pipeline.plan_images(job)
     results = await asyncio.to_thread(journal.recorded_results, job, platforms)
-    tree = await asyncio.to_thread(journal.tree_digest, source)
+    tree = await asyncio.to_thread(tree_digest, source, output / TREE_CACHE)
     facts = publish.evidence_of(job, results, tree)
     with head_node_faults():
         tarballs, built = await asyncio.to_thread(

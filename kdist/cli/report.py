@@ -165,12 +165,8 @@ def header(run: RunStarted) -> str:
     platforms = " ".join(run.platforms)
     return (
         f"kdist {run.command} {run.project} {run.version} · run {run.run_id} · "
-        f"{_count(run.hosts, 'host')}: {hosts} · {_count(run.platforms, 'platform')}: {platforms}"
+        f"{len(run.hosts)} hosts: {hosts} · {len(run.platforms)} platforms: {platforms}"
     )
-
-
-def _count(items: Sequence[str], noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def eta(board: _Board, now: float) -> float | None:

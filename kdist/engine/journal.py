@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
-import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdist import __version__
+from kdist.engine.treedigest import TREE_CACHE, tree_digest
 from kdist.errors import KdistError
 from kdist.model import (
     Artifact,
@@ -40,33 +39,6 @@ if TYPE_CHECKING:
 RELEASE_DIR = "release-tars"
 
 JOURNAL = ".kdist/journal.json"
-_SKIP_TOP = {"_output", ".git"}  # what sync never sends, so it cannot change a build
-
-
-def _files(source: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(source):
-        rel = Path(root).relative_to(source)
-        if rel == Path():
-            dirs[:] = [d for d in dirs if d not in _SKIP_TOP]
-        dirs.sort()
-        for name in sorted(files + [d for d in dirs if (Path(root) / d).is_symlink()]):
-            yield Path(root) / name
-
-
-def tree_digest(source: Path) -> str:
-    """Content digest of everything sync sends: paths, x bits, bytes, symlink targets."""
-    digest = hashlib.sha256()
-    for path in _files(source):
-        info = path.lstat()
-        rel = path.relative_to(source).as_posix()
-        if stat.S_ISLNK(info.st_mode):
-            body = b"L" + str(path.readlink()).encode()
-        elif stat.S_ISREG(info.st_mode):
-            body = (b"X" if info.st_mode & 0o111 else b"F") + bytes.fromhex(sha256_file(path))
-        else:
-            continue
-        digest.update(rel.encode() + b"\0" + body + b"\n")
-    return digest.hexdigest()
 
 
 def slice_key(
@@ -227,7 +199,7 @@ class Memo:
         """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
         if not job.package:
             return cls(None, "")
-        tree = await asyncio.to_thread(tree_digest, job.source)
+        tree = await asyncio.to_thread(tree_digest, job.source, job.output / TREE_CACHE)
         return cls(Journal(job.output), tree, container)
 
     def durations(self) -> dict[str, float]:

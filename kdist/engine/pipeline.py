@@ -66,7 +66,6 @@ from kdist.packaging.images import ImagePlan, image_specs, preflight
 from kdist.stages import sync
 from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.stages.collect import collect_slice
-from kdist.stages.container import save_image
 from kdist.stages.publish import Packager
 from kdist.stages.smoke import smoke_slice
 from kdist.stages.tests import run_tests
@@ -534,9 +533,16 @@ async def plan_images(job: Job) -> ImagePlan | None:
     cache = job.output / ".kdist" / "images"
     cache.mkdir(parents=True, exist_ok=True)
     found = await asyncio.to_thread(
-        preflight, specs, cache, docker_save=save_image, registry_pull=registry.pull
+        preflight, specs, cache, docker_save=_docker_save, registry_pull=registry.pull
     )
     return ImagePlan(specs, found)
+
+
+def _docker_save(name: str) -> Iterator[bytes]:
+    """`docker save NAME` on the head node; docker is imported only when a base needs it."""
+    from kdist.stages import container
+
+    return container.save_image(name)
 
 
 async def run(
@@ -549,14 +555,7 @@ async def run(
     try:
         with head_node_faults():  # transports raise no OSError: any that gets here is ours
             image_plan = await plan_images(job)  # a missing base image fails before any build
-            try:
-                prepared = await prepare(job, hosts, conns, reporter)
-            except asyncio.CancelledError:  # interrupted while hosts were being probed
-                probed = [h.name for h in hosts if h.platforms is None and not h.local]
-                stopped = (
-                    f"{name}: stopped while connecting to detect its platform" for name in probed
-                )
-                raise Interrupted(tuple(stopped)) from None
+            prepared = await prepare(job, hosts, conns, reporter)
             return await execute(job, prepared, hosts, conns, reporter, image_plan, started)
     finally:
         with contextlib.suppress(Exception):

@@ -50,24 +50,3 @@ def test_cancel_stops_remote_builds_and_releases_locks(tmp_path: Path) -> None:
     out = source / "_output"
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     assert not (out / "release-tars").exists()
-
-
-def test_cancel_while_detecting_platforms_names_the_probed_hosts(tmp_path: Path) -> None:
-    """Cancelled while hosts are probed for their platform: each probed host is named."""
-    source = tmp_path / "src"
-    source.mkdir()
-    farm = FakeFarm(tmp_path / "farm", [host("h1"), host("h2", "linux/arm64")])
-    farm["h1"].on(lambda call: call.argv[0] == "sh", Reply(hang=True))  # the probe never answers
-
-    async def scenario() -> None:
-        run = asyncio.create_task(
-            pipeline.run(job(source), farm.hosts, farm.factory, RecordingReporter())
-        )
-        while not farm["h1"].calls or len(farm["h1"].calls) < 2:
-            await asyncio.sleep(0.005)
-        run.cancel()
-        await run
-
-    with pytest.raises(Interrupted) as caught:
-        asyncio.run(scenario())
-    assert caught.value.stopped == ("h1: stopped while connecting to detect its platform",)
