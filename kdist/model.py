@@ -203,6 +203,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Deadlines:
+    """How long a build may stay silent, and how long it may take in all (None: no limit)."""
+
+    idle: float | None
+    total: float | None
+    grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
+
+
+@dataclass(frozen=True)
 class Slice:
     """One platform's share of the build, planned onto one host."""
 

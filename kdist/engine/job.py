@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdist.config import kubernetes
 from kdist.config.profile import fields_for, substitute
@@ -12,6 +12,7 @@ from kdist.engine import plan
 from kdist.model import (
     CommandResult,
     ContainerSpec,
+    Deadlines,
     Layout,
     Limits,
     Plan,
@@ -20,8 +21,9 @@ from kdist.model import (
     SliceResult,
     VersionInfo,
 )
-from kdist.packaging.images import BuiltImage, ImageSettings
-from kdist.stages.build import Deadlines
+
+if TYPE_CHECKING:  # plain data of packaging; the engine's data imports no stage at run time
+    from kdist.packaging.images import BuiltImage, ImageSettings
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kdist.config.version import version_defs, version_warnings
 from kdist.engine import plan, reproduce, toolchain
+from kdist.engine.context import RunContext
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
 from kdist.engine.logtail import excerpt, stamp
@@ -56,7 +57,6 @@ from kdist.model import (
     Host,
     Layout,
     Plan,
-    Platform,
     Slice,
     SliceResult,
     Status,
@@ -104,26 +104,23 @@ async def execute(
         reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
     gate = toolchain.Gate(job.go_pin, job.allow_toolchain_drift)
     sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes, gate)
-    sampled: frozenset[Platform] = frozenset()
     packager = Packager(job, images) if job.package and published is None else None
+    ctx = RunContext(job, run_id, sched, reporter, memo, packager)
     try:
         if published is None:
             await _agree_toolchains(gate, sched, reporter, containers=boxes is not None)
-            sampled = reproduce.sample(
+            ctx.sampled = reproduce.sample(
                 the_plan.slices, job.reproduce, run_id, lambda s: sched.candidate(s, avoid={s.host})
             )
         if packager is not None:
             packager.start()
-        results = await _all_or_none(
-            _slice_task(job, s, sched, packager, reporter, run_id, memo, sampled)
-            for s in the_plan.slices
-        )
+        results = await _all_or_none(_slice_task(ctx, s) for s in the_plan.slices)
         outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id,
                             started=started, toolchain=gate.as_dict())  # fmt: skip
         if published is not None:
             outcome.tarballs = published  # the tests passed for exactly these inputs already
         else:
-            await _conclude(job, outcome, sched, packager, memo, reporter)
+            await _conclude(ctx, outcome, reporter)
     except asyncio.CancelledError:
         raise Interrupted(tuple(reporter.stopped())) from None
     finally:
@@ -207,15 +204,9 @@ def _scheduler(
     )
 
 
-async def _conclude(
-    job: Job,
-    outcome: RunResult,
-    sched: Scheduler,
-    packager: Packager | None,
-    memo: Memo,
-    reporter: RunWatch,
-) -> None:
+async def _conclude(ctx: RunContext, outcome: RunResult, reporter: RunWatch) -> None:
     """Unit tests, then publish; remember the release for the next no-op run."""
+    job, sched, packager, memo = ctx.job, ctx.sched, ctx.packager, ctx.memo
     if job.run_tests and job.profile.test and outcome.ok:
         reporter.stage, reporter.test_host = "tests", outcome.plan.test_host
         await run_tests(job, sched, outcome, reporter)
@@ -298,31 +289,22 @@ async def _setup_host(
         await sync.write_remote_file(session.transport, defs, version_defs(job.version))
 
 
-async def _slice_task(
-    job: Job,
-    slc: Slice,
-    sched: Scheduler,
-    packager: Packager | None,
-    reporter: Reporter,
-    run_id: str,
-    memo: Memo,
-    sampled: frozenset[Platform],
-) -> SliceResult:
+async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
     """Attempts of one slice until it succeeds, fails for real, or no host is left; then pack."""
-    log_path = job.output / "logs" / f"{slc.key}.log"
+    job, sched, reporter, memo = ctx.job, ctx.sched, ctx.reporter, ctx.memo
+    log_path = ctx.log_path(slc)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     current, attempt, start = slc, 1, time.monotonic()
-    second = slc.platform in sampled
     reused = memo.reuse(job, slc, str(log_path))
     if reused is not None:
-        reused = await _check(job, reused, sched, reporter, run_id, second)
+        reused = await _check(ctx, reused)
         if not reused.ok:
             memo.forget(slc)
-        return await _finish(reused, slc, packager, reporter, start, 1, log_path)
+        return await _finish(ctx, reused, start, 1)
     log_path.write_text("")
     memo.forget(slc)
     while True:
-        result = await _attempt(job, current, sched, reporter, run_id, attempt)
+        result = await _attempt(ctx, current, attempt)
         if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
             break
         sched.exclude(current.host, result.error.splitlines()[0] if result.error else "failed")
@@ -336,39 +318,33 @@ async def _slice_task(
         await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
         current, attempt = moved, attempt + 1
     if result.ok:
-        result = await _check(job, result, sched, reporter, run_id, second)
+        result = await _check(ctx, result)
     if result.ok:
         memo.remember(job, slc, result, sched.toolchain(result.slice.host))
-    return await _finish(result, slc, packager, reporter, start, attempt, log_path)
+    return await _finish(ctx, result, start, attempt)
 
 
-async def _check(
-    job: Job, result: SliceResult, sched: Scheduler, reporter: Reporter, run_id: str, second: bool
-) -> SliceResult:
+async def _check(ctx: RunContext, result: SliceResult) -> SliceResult:
     """What a built slice must pass before it is packed: a second build (when sampled), smoke."""
-    if second:
+    job = ctx.job
+    if result.slice.platform in ctx.sampled:
 
         async def rebuild(slc: Slice, label: str) -> SliceResult:
-            scratch = reproduce.scratch(job.output, slc)
-            return await _attempt(job, slc, sched, reporter, run_id, label, scratch)
+            return await _attempt(ctx, slc, label, reproduce.scratch(job.output, slc))
 
         result = await reproduce.rebuild_and_compare(
-            result, sched, reporter, rebuild, job.limits.attempts, job.output
+            result, ctx.sched, ctx.reporter, rebuild, job.limits.attempts, job.output
         )
     if result.ok:
-        result = await smoke_slice(job, result, sched, reporter)
+        result = await smoke_slice(job, result, ctx.sched, ctx.reporter)
     return result
 
 
-async def _finish(
-    result: SliceResult,
-    slc: Slice,
-    packager: Packager | None,
-    reporter: Reporter,
-    start: float,
-    attempts: int,
-    log_path: Path,
-) -> SliceResult:
+async def _finish(ctx: RunContext, result: SliceResult, start: float, attempts: int) -> SliceResult:
+    """Pack a verified slice's platform as soon as it arrives; report the slice's end."""
+    packager, reporter = ctx.packager, ctx.reporter
+    slc = result.slice
+    log_path = ctx.log_path(slc)
     if result.ok and packager is not None:
         try:
             reporter.emit(PhaseStarted(slc.key, "package"))
@@ -385,20 +361,15 @@ async def _finish(
 
 
 async def _attempt(
-    job: Job,
-    slc: Slice,
-    sched: Scheduler,
-    reporter: Reporter,
-    run_id: str,
-    number: int | str,
-    dest: Path | None = None,
+    ctx: RunContext, slc: Slice, number: int | str, dest: Path | None = None
 ) -> SliceResult:
     """One attempt of one slice on one host: set up the host, build, pull and verify.
 
     The binaries land in the output (or `dest`, for a reproducibility rebuild).
     """
-    attempt_id = f"{run_id}-{slc.key}-{number}"
-    log_path = job.output / "logs" / f"{slc.key}.log"
+    job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
+    attempt_id = ctx.attempt_id(slc, number)
+    log_path = ctx.log_path(slc)
     start = time.monotonic()
     phase = "sync"
     with log_path.open("a", encoding="utf-8") as log:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kdist.errors import InfraError
-from kdist.model import CommandResult, Slice
+from kdist.model import CommandResult, Deadlines, Slice
 from kdist.remote import hostside
 from kdist.remote.argv import NO_WORKDIR, remove, to_shell
 from kdist.transport import LineSink, Transport
@@ -48,15 +48,6 @@ def host_fault(code: int, tail: str) -> str:
         return "killed (SIGKILL), probably out of memory"
     text = tail.lower()
     return next((cause for needle, cause in _HOST_FAULTS if needle in text), "")
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    """How long a build may stay silent, and how long it may take in all (None: no limit)."""
-
-    idle: float | None
-    total: float | None
-    grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
 
 
 class Runner(Protocol):
