@@ -53,7 +53,8 @@ def client(dockerd: Dockerd) -> Iterator[docker.DockerClient]:
 
 def kdist_containers(client: docker.DockerClient) -> list[str]:
     """Every container (running or not) that carries kdist's labels."""
-    return [c.name for c in client.containers.list(all=True, filters={"label": "io.kdist.run"})]
+    found = client.containers.list(all=True, filters={"label": "io.kdist.run"})
+    return [str(c.name) for c in found]
 
 
 def boxed_project(root: Path, image: str, build: str, name: str = "boxed") -> Path:

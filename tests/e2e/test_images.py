@@ -130,7 +130,8 @@ def test_every_image_loads_with_its_tag_and_platform(
 
 
 def _base(doc: dict[str, Any]) -> str:
-    return doc["images"][0]["base"].removeprefix("docker-archive:")
+    base: str = doc["images"][0]["base"]
+    return base.removeprefix("docker-archive:")
 
 
 def test_amd64_images_run_and_apiserver_has_its_capability(

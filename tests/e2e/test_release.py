@@ -104,9 +104,8 @@ def test_release_tarballs_and_checksums(full_release: tuple[Ran, Path, dict[str,
     names = sorted(p.name for p in tars.glob("*.tar.gz"))
     assert names == sorted(kubernetes.tarball_names(kubernetes.classes_for()))
     sboms = sorted(f"kubernetes-{p.dashed}.spdx.json" for p in kubernetes.classes_for().all)
-    sums = dict(
-        reversed(line.split("  ", 1)) for line in (tars / "SHA256SUMS").read_text().splitlines()
-    )
+    lines = (tars / "SHA256SUMS").read_text().splitlines()
+    sums = {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
     assert sorted(sums) == sorted(names + sboms)
     for name, digest in sums.items():
         assert _sha256(tars / name) == digest

@@ -64,7 +64,10 @@ def trusted(
 
 
 def _statement(out: Path) -> dict[str, Any]:
-    return json.loads((out / "release-tars" / "provenance.intoto.json").read_text())
+    statement: dict[str, Any] = json.loads(
+        (out / "release-tars" / "provenance.intoto.json").read_text()
+    )
+    return statement
 
 
 def _slices(out: Path) -> dict[str, dict[str, Any]]:

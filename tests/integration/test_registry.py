@@ -29,7 +29,8 @@ def local_registry(tmp_path: Path) -> Iterator[str]:
             pass
 
         def do_GET(self) -> None:
-            host = f"127.0.0.1:{self.server.server_address[1]}"
+            port = self.server.server_address[1]  # type: ignore[index]  # an AF_INET pair
+            host = f"127.0.0.1:{port}"
             if self.path.startswith("/token"):
                 return self._send(200, json.dumps({"token": "t0k"}).encode(), "application/json")
             if self.headers.get("Authorization") != "Bearer t0k":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kdist.errors import ConfigError
-from kdist.model import Host
+from kdist.model import Endpoint, Host
 from kdist.transport import ssh_config_files
 from kdist.transport.ssh import resolve_host
 
@@ -216,16 +216,19 @@ def test_proxy_jump_chain_is_what_ssh_would_walk(configs: dict[str, Path]) -> No
     assert [hop.alias for hop in resolved.jump] == ["bastion", "jump1", "jump2"]
     hops = [Case("jumps", "bastion"), Case("jumps", "jump1", 2202, "ops"), Case("jumps", "jump2")]
     for hop, case in zip(resolved.jump, hops, strict=True):
-        assert kdist_view(Host("h", **_endpoint_fields(hop))) == openssh_view(ssh_g(config, case))
+        assert kdist_view(_as_host(hop)) == openssh_view(ssh_g(config, case))
     uri = resolve_host(_written(Case("jumps", "uri")), [config]).jump
     assert [(hop.alias, hop.port, hop.user) for hop in uri] == [("jumpy", 2222, "me")]
     v6 = resolve_host(_written(Case("jumps", "v6")), [config]).jump
     assert [(hop.address, hop.port, hop.user) for hop in v6] == [("::1", 2222, "me")]
 
 
-def _endpoint_fields(hop: object) -> dict[str, object]:
-    keys = ("address", "port", "user", "identity_files", "known_hosts", "connect_timeout")
-    return {key: getattr(hop, key) for key in keys}
+def _as_host(hop: Endpoint) -> Host:
+    """A host whose endpoint fields are those of one jump hop."""
+    return Host(
+        "h", hop.address, hop.port, hop.user, identity_files=hop.identity_files,
+        known_hosts=hop.known_hosts, connect_timeout=hop.connect_timeout,
+    )  # fmt: skip
 
 
 def test_inventory_values_beat_ssh_config_only_when_written(configs: dict[str, Path]) -> None:

@@ -117,7 +117,7 @@ def test_groups_of_equal_depth_rank_by_priority_then_name() -> None:
     }
     host = ansible.parse_yaml(data, "inv.yaml")[0]
     assert host.vars == {"x": "a", "y": "a"}
-    data["b"]["vars"]["ansible_group_priority"] = 1
+    data["b"]["vars"]["ansible_group_priority"] = 1  # type: ignore[index]
     assert ansible.parse_yaml(data, "inv.yaml")[0].vars["x"] == "b"
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_socket_problem_names_the_reason(answer: str, expected: str) -> None:
     assert container.socket_problem(answer, "/s").startswith(expected)
 
 
-def test_socket_probe_script_answers_for_real_paths(tmp_path) -> None:
+def test_socket_probe_script_answers_for_real_paths(tmp_path: Path) -> None:
     """The socket probe tells a missing path, a plain file and a usable socket apart."""
     import socket as sockets
 
@@ -198,7 +199,7 @@ def test_kube_cross_image_follows_upstream_overrides() -> None:
         kube_cross_image(None, {})
 
 
-def test_container_mode_comes_from_the_flags_or_the_profile(tmp_path) -> None:
+def test_container_mode_comes_from_the_flags_or_the_profile(tmp_path: Path) -> None:
     """--native wins, --container selects the profile's (or kube-cross) image, else the profile."""
     from kdist.config.profile import KUBERNETES, container_spec
     from kdist.errors import ProfileError
@@ -267,4 +268,5 @@ def test_hosts_check_in_container_mode_needs_no_host_go_but_a_daemon() -> None:
     assert usable.ok and usable.row()[-2:] == ["24.0.7", "cross:1 sha256:aa"]
     down = HostReport(host, facts, docker=DaemonReport("/s", problem="no docker socket at /s"))
     assert down.problems() == ["no docker socket at /s"] and not down.ok
-    assert down.as_dict()["docker"]["problem"] == "no docker socket at /s"
+    docker = down.as_dict()["docker"]
+    assert isinstance(docker, dict) and docker["problem"] == "no docker socket at /s"

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ BUILDKIT_DIR_SD = (
 # Helpers: base images made with tarfile and json only, independent of the writer under test
 
 
-def _tar(files: dict[str, bytes | str]) -> bytes:
+def _tar(files: Mapping[str, bytes | str]) -> bytes:
     """A layer tar: bytes are files, a str is a symlink target."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:

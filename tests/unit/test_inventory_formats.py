@@ -12,9 +12,9 @@ from kdist.errors import InventoryError
 from kdist.model import Endpoint, Host, Inventory, Platform
 
 
-def _fails(text: str, **kwargs: bool) -> str:
+def _fails(text: str) -> str:
     with pytest.raises(InventoryError) as info:
-        parse_inventory_text(text, "inv", **kwargs)
+        parse_inventory_text(text, "inv")
     return str(info.value)
 
 

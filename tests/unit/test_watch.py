@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdist.engine.watch import RunWatch
-from kdist.events import Note, PhaseStarted, SliceFinished
+from kdist.events import Event, Note, PhaseStarted, SliceFinished
 from kdist.model import Platform, Slice, SliceResult, Status
 from kdist.testing.reporter import RecordingReporter
 
@@ -14,7 +14,7 @@ def test_notes_are_kept_and_every_event_passes_on() -> None:
     """Notes are kept for the summary; the inner reporter sees everything."""
     inner = RecordingReporter()
     watch = RunWatch(inner)
-    events = [Note("h3 left out", "warning"), PhaseStarted("linux-amd64", "sync", "h1", 1)]
+    events: list[Event] = [Note("h3 left out", "warning"), PhaseStarted("linux-amd64", "sync", "h1", 1)]
     for event in events:
         watch.emit(event)
     assert watch.notes == ["h3 left out"]
