@@ -18,6 +18,7 @@ class ExitStatus(IntEnum):
     HEAD_NODE_FAILED = 5
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
+    OUTPUT_CLOSED = 141  # stdout's reader went away (`kdist ... | head`), as SIGPIPE would end it
 
 
 class KdistError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -45,11 +46,23 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
     except KeyboardInterrupt:
         print("kdist: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        return _output_closed()
     except Exception as exc:
         if invocation.display.debug:
             traceback.print_exc()
         print(f"kdist: internal error: {exc!r} (run with --debug for a traceback)", file=sys.stderr)
         return int(ExitStatus.INTERNAL_ERROR)
+
+
+def _output_closed() -> int:
+    """Stdout's reader is gone: end quietly, as a command killed by SIGPIPE would."""
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail too.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return int(ExitStatus.OUTPUT_CLOSED)
 
 
 def _error(exc: KdistError, json_since: float | None = None) -> int:

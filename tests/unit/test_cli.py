@@ -364,3 +364,22 @@ def test_every_json_document_follows_the_schema(
         validator.validate(doc)
         kinds.append(doc["kind"])
     assert kinds == ["run", "plan", "hosts", "hosts-check", "package", "clean"]
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path, inventory: Path) -> None:
+    """`kdist hosts list --json | head -c0`: no traceback, no internal error, SIGPIPE's 141."""
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(  # the reader closes its end before kdist writes
+        [sys.executable, "-m", "kdist", "hosts", "list", "--json", "--hosts", str(inventory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == int(ExitStatus.OUTPUT_CLOSED)  # 141
+    assert "Traceback" not in err and "internal error" not in err and "Exception" not in err
