@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kdist.model import Plan, SliceResult
+from kdist.model import Plan, SliceResult, format_size
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,25 @@ class OutputLine:
 
     key: str
     line: str
+
+
+@dataclass(frozen=True)
+class LogTruncated:
+    """A slice's log reached half its limit: from now on it keeps only a rolling tail."""
+
+    key: str  # Slice.key
+    path: str  # the log file
+    limit: int  # bytes the log may hold
+    level = "warning"  # shown as a Note of this level
+
+    @property
+    def text(self) -> str:
+        """What the live view and the run's notes say."""
+        platform = self.key.replace("-", "/", 1)
+        return (
+            f"{platform}: the build talks a lot: its log keeps the first part and the last lines, "
+            f"at most {format_size(self.limit)} ({self.path})"
+        )
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,7 @@ Event = (
     | PlanReady
     | PhaseStarted
     | OutputLine
+    | LogTruncated
     | Transfer
     | Span
     | SliceFinished

@@ -177,6 +177,7 @@ class Profile:
     source: str = "<built-in>"
     images: Mapping[str, str] = field(default_factory=dict)  # server image variables (kubernetes)
     container: ContainerSpec | None = None  # set: builds run in this container by default
+    log_limit: int | None = None  # bytes of each slice's log (None: Limits' default)
 
 
 @dataclass(frozen=True)
@@ -191,15 +192,48 @@ class VersionInfo:
     source_date_epoch: int = 0
 
 
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
 @dataclass(frozen=True)
 class Limits:
-    """How long a run waits and how often it retries; the one place these defaults live."""
+    """How long a run waits and retries, and how much a host may send: every default, once."""
 
     idle_timeout: float | None = 900.0  # stop a build silent this long (None: never)
     slice_timeout: float | None = None  # stop a build running this long (None: never)
     lock_wait: float = 30.0  # wait this long for another run's lock on a host's workdir
     attempts: int = 3  # hosts tried per slice when hosts fail
     backoff: float = 1.0  # seconds before the first retry; doubles each time
+    # What a build host sends, bounded so a runaway or hostile host cannot fill the head node.
+    log_limit: int = 64 * MiB  # bytes of one slice's log: its first half, then a rolling tail
+    line_limit: int = 64 * KiB  # characters of one output line kept; the rest is dropped
+    helper_output: int = 1 * MiB  # output of kdist's own host scripts (probe, lock, manifest)
+    artifact_files: int = 10_000  # entries in one slice's artifacts folder
+    artifact_file_bytes: int = 2 * GiB  # one artifact (a Kubernetes server binary is ~150 MB)
+    artifact_bytes: int = 16 * GiB  # all artifacts of one slice together
+    packaging_room: float = 1.0  # free space wanted besides a pull, as a share of its size
+
+
+MIN_LOG_LIMIT = 64 * KiB  # below this a log could not keep one long line of head and of tail
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `1048576`, `512K`, `64M`, `64MiB` or `2G` (binary units); ValueError if not."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        msg = f"{text!r} is not a size (bytes, or a number with K, M or G)"
+        raise ValueError(msg)
+    unit = {"": 1, "K": KiB, "M": MiB, "G": GiB}[match.group(2).upper()]
+    return int(match.group(1)) * unit
+
+
+def format_size(count: int) -> str:
+    """`64 MiB`, `512 KiB` or `1000 bytes`: the largest binary unit that divides it evenly."""
+    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if count >= unit and count % unit == 0:
+            return f"{count // unit} {name}"
+    return f"{count} bytes"
 
 
 @dataclass(frozen=True)

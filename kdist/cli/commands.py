@@ -142,7 +142,9 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         tree_id=tree_id(source),
         pin=run.host,
         native_only=run.native_only,
-        limits=run.limits,
+        limits=replace(
+            run.limits, log_limit=run.log_limit or profile.log_limit or run.limits.log_limit
+        ),
         container=container_spec(profile, source, os.environ, run.container),
         go_pin=toolchain.read_pin(source),
         allow_toolchain_drift=run.allow_toolchain_drift,

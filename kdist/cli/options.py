@@ -19,7 +19,16 @@ from typing import Any, TypeVar
 from kdist import __version__
 from kdist.config.inventory import HOSTS_ENV
 from kdist.errors import ConfigError
-from kdist.model import REPRODUCE_ALL, UNAME_TO_GOARCH, Limits, Platform, parse_platform_list
+from kdist.model import (
+    MIN_LOG_LIMIT,
+    REPRODUCE_ALL,
+    UNAME_TO_GOARCH,
+    Limits,
+    Platform,
+    format_size,
+    parse_platform_list,
+    parse_size,
+)
 
 _T = TypeVar("_T")
 
@@ -59,6 +68,7 @@ class RunOptions:
     farm: Farm = field(default_factory=Farm)
     tree: Tree = field(default_factory=Tree)
     limits: Limits = field(default_factory=Limits)
+    log_limit: int | None = None  # --log-limit; None: the profile's `log_limit`, else Limits'
     native_only: bool = False
     allow_toolchain_drift: bool = False  # build although hosts' Go (or .go-version) differ
     host: str | None = None  # --host: every slice on this inventory host
@@ -294,6 +304,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         f"(default {_LIMITS.lock_wait:g})",
     )
     p.add_argument(
+        "--log-limit",
+        type=log_size,
+        metavar="SIZE",
+        help="keep at most this much of each slice's log: its first half and its last lines "
+        f"(e.g. 1M; default: the profile's log_limit, else {format_size(_LIMITS.log_limit)})",
+    )
+    p.add_argument(
         "--allow-toolchain-drift",
         action="store_true",
         help="build even when hosts' Go (or .go-version) differ; the provenance records it",
@@ -335,6 +352,18 @@ def _release_options(p: argparse.ArgumentParser, *, quick: bool = False) -> None
         "every binary; a difference blocks the publish",
     )
     _sign_option(p)
+
+
+def log_size(text: str) -> int:
+    """A --log-limit: a size of at least MIN_LOG_LIMIT."""
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size < MIN_LOG_LIMIT:
+        msg = f"{text!r}: a log limit must be at least {format_size(MIN_LOG_LIMIT)}"
+        raise argparse.ArgumentTypeError(msg)
+    return size
 
 
 def reproduce_count(text: str) -> int:
@@ -421,7 +450,8 @@ def _tree(given: Mapping[str, Any]) -> Tree:
 
 
 def _run(given: Mapping[str, Any]) -> RunOptions:
-    limits = _pick(Limits, given)
+    # --log-limit stays apart until the profile is read: the option wins over its log_limit.
+    limits = _pick(Limits, {k: v for k, v in given.items() if k != "log_limit"})
     if limits.attempts < 1:
         msg = f"--attempts {limits.attempts}: must be 1 or more"
         raise ConfigError(msg)

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from kdist.events import (
     Event,
+    LogTruncated,
     Note,
     NullReporter,
     OutputLine,
@@ -421,7 +422,7 @@ class RichReporter:
                     row.line = line.rstrip()[:_MAX_LINE]
             case SliceFinished(result=result):
                 self._board.finish(result)
-            case Note(text=text, level=level):
+            case Note(text=text, level=level) | LogTruncated(text=text, level=level):
                 self._note(text, level)
             case RunFinished(ok=ok, summary=summary):
                 self.close()
@@ -577,7 +578,7 @@ class PlainReporter:
             case SliceFinished(result=result):
                 self._board.finish(result)
                 return [self._finished(result)]
-            case Note(text=text, level=level):
+            case Note(text=text, level=level) | LogTruncated(text=text, level=level):
                 return [f"[{'note' if level == 'info' else level}] {text}"]
             case RunFinished(ok=ok, summary=summary):
                 return self._summary(ok, summary)

@@ -12,12 +12,20 @@ from kdist.config import kubernetes
 from kdist.config import validate as v
 from kdist.config.loader import load_yaml_file
 from kdist.errors import ProfileError
-from kdist.model import ContainerSpec, Layout, Platform, Profile
+from kdist.model import (
+    MIN_LOG_LIMIT,
+    ContainerSpec,
+    Layout,
+    Platform,
+    Profile,
+    format_size,
+    parse_size,
+)
 
 PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
     "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
-    "images", "container", "smoke",
+    "images", "container", "smoke", "log_limit",
 )  # fmt: skip
 # Server image settings a kubernetes profile may give (the environment overrides them).
 IMAGE_KEYS = (
@@ -96,7 +104,20 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         source=source,
         images=_images(doc, top, layout),
         container=_container(doc["container"], top / "container") if "container" in doc else None,
+        log_limit=_log_limit(doc["log_limit"], top / "log_limit") if "log_limit" in doc else None,
     )
+
+
+def _log_limit(value: Any, at: v.Where) -> int:  # noqa: ANN401
+    """`log_limit: 16M` (or a number of bytes), at least MIN_LOG_LIMIT."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    try:
+        size = parse_size(text if text is not None else v.string(value, at))
+    except ValueError as exc:
+        raise at.fail(str(exc)) from None
+    if size < MIN_LOG_LIMIT:
+        raise at.fail(f"must be at least {format_size(MIN_LOG_LIMIT)}")
+    return size
 
 
 def _images(doc: Mapping[str, Any], top: v.Where, layout: Layout) -> dict[str, str]:

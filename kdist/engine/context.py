@@ -6,14 +6,15 @@ Stages below the engine (build, collect, sync) still take only the values they u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdist.engine.job import Job
 from kdist.engine.journal import Memo
+from kdist.engine.logtail import SliceLog
 from kdist.engine.scheduler import Scheduler
-from kdist.events import Reporter
+from kdist.events import LogTruncated, Reporter
 from kdist.model import Platform, Slice
 
 if TYPE_CHECKING:
@@ -32,9 +33,21 @@ class RunContext:
     packager: Packager | None = None  # None: binaries only, or a release that is unchanged
     sampled: frozenset[Platform] = frozenset()  # platforms rebuilt on a second host
 
+    logs: dict[str, SliceLog] = field(default_factory=dict)  # slice key -> its open log
+
     def log_path(self, slc: Slice) -> Path:
         """The build log of one slice on the head node."""
         return self.job.output / "logs" / f"{slc.key}.log"
+
+    def open_log(self, slc: Slice) -> SliceLog:
+        """Open the slice's log, within the job's log limit, for every attempt of the slice."""
+        path, limit = self.log_path(slc), self.job.limits.log_limit
+
+        def truncated() -> None:
+            self.reporter.emit(LogTruncated(slc.key, str(path), limit))
+
+        log = self.logs[slc.key] = SliceLog(path, limit, truncated)
+        return log
 
     def attempt_id(self, slc: Slice, number: int | str) -> str:
         """The id of one attempt of a slice: `<run>-<os>-<arch>-<n>`."""

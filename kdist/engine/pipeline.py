@@ -13,14 +13,14 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from kdist.config.version import version_defs, version_warnings
 from kdist.engine import plan, reproduce, toolchain
 from kdist.engine.context import RunContext
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
-from kdist.engine.logtail import excerpt, stamp
+from kdist.engine.logtail import SliceLog, excerpt
 from kdist.engine.prepare import (
     Connections,
     Prepared,
@@ -291,18 +291,28 @@ async def _setup_host(
 
 async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
     """Attempts of one slice until it succeeds, fails for real, or no host is left; then pack."""
-    job, sched, reporter, memo = ctx.job, ctx.sched, ctx.reporter, ctx.memo
+    job, memo = ctx.job, ctx.memo
     log_path = ctx.log_path(slc)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    current, attempt, start = slc, 1, time.monotonic()
+    start = time.monotonic()
     reused = memo.reuse(job, slc, str(log_path))
-    if reused is not None:
-        reused = await _check(ctx, reused)
-        if not reused.ok:
-            memo.forget(slc)
-        return await _finish(ctx, reused, start, 1)
-    log_path.write_text("")
-    memo.forget(slc)
+    if reused is None:
+        log_path.write_text("")
+        memo.forget(slc)
+    with ctx.open_log(slc):
+        if reused is not None:
+            result, attempt = await _check(ctx, reused), 1
+            if not result.ok:
+                memo.forget(slc)
+        else:
+            result, attempt = await _attempts(ctx, slc)
+    return await _finish(ctx, result, start, attempt)
+
+
+async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
+    """Attempts on one host after another while hosts fail, then the checks; and how many."""
+    job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
+    current, attempt = slc, 1
     while True:
         result = await _attempt(ctx, current, attempt)
         if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
@@ -320,8 +330,8 @@ async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
     if result.ok:
         result = await _check(ctx, result)
     if result.ok:
-        memo.remember(job, slc, result, sched.toolchain(result.slice.host))
-    return await _finish(ctx, result, start, attempt)
+        ctx.memo.remember(job, slc, result, sched.toolchain(result.slice.host))
+    return result, attempt
 
 
 async def _check(ctx: RunContext, result: SliceResult) -> SliceResult:
@@ -372,52 +382,51 @@ async def _attempt(
     log_path = ctx.log_path(slc)
     start = time.monotonic()
     phase = "sync"
-    with log_path.open("a", encoding="utf-8") as log:
-        sink = _log_sink(log, slc, reporter)
-        sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
-             + (" (cross)" if slc.cross else ""))  # fmt: skip
-        try:
-            moves = number if isinstance(number, int) else 0  # a rebuild is no move
-            reporter.emit(PhaseStarted(slc.key, phase, slc.host, moves))
-            session = await sched.session(slc.host)
-            if session.gate.locked():  # the host is busy with `capacity` other slices
-                reporter.emit(PhaseStarted(slc.key, "queued"))
-            async with session.gate:
-                phase, started = "build", time.time()
-                reporter.emit(PhaseStarted(slc.key, phase))
-                with span(reporter, "build", slc.host, slc.key, attempt_id):
-                    built = await build_slice(
-                        session.transport,
-                        slc,
-                        session.env,
-                        sink,
-                        attempt_id,
-                        job.deadlines,
-                        session.runner,
-                    )
-                if not built.ok:
-                    raise _build_error(slc, built.returncode, built.tail(10))
-                phase = "pull"
-                reporter.emit(PhaseStarted(slc.key, phase))
-                with (
-                    span(reporter, "pull", slc.host, slc.key, attempt_id),
-                    _metered(reporter, slc.host, slc.key, "pull") as progress,
-                ):
-                    artifacts = await collect_slice(
-                        session.transport,
-                        slc,
-                        dest or job.dest(slc.platform),
-                        job.expected(slc.platform),
-                        job.artifact_root,
-                        attempt_id,
-                        progress,
-                    )
-        except HeadNodeError:
-            raise  # the run stops: no build host is to blame
-        except KdistError as exc:
-            for line in f"{phase} failed: {exc}".splitlines():  # the tail repeats the log
-                sink(f"# kdist: {line}")
-            return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
+    sink = _log_sink(ctx.logs[slc.key], slc, reporter)
+    sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
+         + (" (cross)" if slc.cross else ""))  # fmt: skip
+    try:
+        moves = number if isinstance(number, int) else 0  # a rebuild is no move
+        reporter.emit(PhaseStarted(slc.key, phase, slc.host, moves))
+        session = await sched.session(slc.host)
+        if session.gate.locked():  # the host is busy with `capacity` other slices
+            reporter.emit(PhaseStarted(slc.key, "queued"))
+        async with session.gate:
+            phase, started = "build", time.time()
+            reporter.emit(PhaseStarted(slc.key, phase))
+            with span(reporter, "build", slc.host, slc.key, attempt_id):
+                built = await build_slice(
+                    session.transport,
+                    slc,
+                    session.env,
+                    sink,
+                    attempt_id,
+                    job.deadlines,
+                    session.runner,
+                )
+            if not built.ok:
+                raise _build_error(slc, built.returncode, built.tail(10))
+            phase = "pull"
+            reporter.emit(PhaseStarted(slc.key, phase))
+            with (
+                span(reporter, "pull", slc.host, slc.key, attempt_id),
+                _metered(reporter, slc.host, slc.key, "pull") as progress,
+            ):
+                artifacts = await collect_slice(
+                    session.transport,
+                    slc,
+                    dest or job.dest(slc.platform),
+                    job.expected(slc.platform),
+                    job.artifact_root,
+                    attempt_id,
+                    progress,
+                )
+    except HeadNodeError:
+        raise  # the run stops: no build host is to blame
+    except KdistError as exc:
+        for line in f"{phase} failed: {exc}".splitlines():  # the tail repeats the log
+            sink(f"# kdist: {line}")
+        return _failed(slc, phase, exc, time.monotonic() - start, str(log_path))
     took = time.monotonic() - start
     record = _record(session, slc, attempt_id, started)
     return SliceResult(
@@ -480,10 +489,9 @@ def _metered(reporter: Reporter, host: str, key: str, direction: str) -> Iterato
         reporter.emit(Transfer(host, key, direction, moved[0], finished=True))
 
 
-def _log_sink(log: TextIO, slc: Slice, reporter: Reporter) -> Callable[[str], None]:
+def _log_sink(log: SliceLog, slc: Slice, reporter: Reporter) -> Callable[[str], None]:
     def sink(line: str) -> None:
-        log.write(stamp(line) + "\n")
-        log.flush()
+        log.write(line)
         reporter.emit(OutputLine(slc.key, line))
 
     return sink

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdist.events import Event, Note, PhaseStarted, Reporter, SliceFinished
+from kdist.events import Event, LogTruncated, Note, PhaseStarted, Reporter, SliceFinished
 
 # How each phase of a slice reads after "stopped": the slice waits in `sync` for its host's
 # connection, lock and sync; `package` happens on this machine.
@@ -40,7 +40,7 @@ class RunWatch:
     def emit(self, event: Event) -> None:
         """Keep notes and phases, forward everything."""
         match event:
-            case Note(text=text):
+            case Note(text=text) | LogTruncated(text=text):
                 self.notes.append(text)
             case PhaseStarted(key=key, phase=phase, host=host, attempt=attempt):
                 before = self._doing.get(key, _Doing("", "", 1))
