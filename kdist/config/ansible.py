@@ -1,11 +1,13 @@
 """Ansible inventories (YAML and INI) read the way ansible-core reads them, as plain data.
 
-Groups, `children`, group and host `vars`, host ranges (`web[01:03]`, `db-[a:c]`, with a step)
-and `host:port` are understood; variables merge with Ansible's precedence (`all`, then groups by
-depth, `ansible_group_priority` and name, then the host). What kdist makes of the variables
-(`ansible_host`, `kdist_capacity`, ...) is `kdist_entries`; validating them is inventory.py's job.
-INI has no parser outside ansible itself, so the few rules of ansible-core's `ini` plugin are
-written out here; `ansible-inventory --list` is the oracle the tests compare against.
+Groups, `children`, group and host `vars`, `group_vars/` and `host_vars/` beside the inventory
+(read through the `VarsFiles` callback, so this module stays pure), host ranges (`web[01:03]`,
+`db-[a:c]`, with a step) and `host:port` are understood; variables merge with Ansible's
+precedence (`all`, then groups by depth, `ansible_group_priority` and name, then their
+group_vars files in that order, then the host, then its host_vars file). What kdist makes of
+the variables (`ansible_host`, `kdist_capacity`, ...) is `kdist_entries`; validating them is
+inventory.py's job. INI has no parser outside ansible itself, so the few rules of ansible-core's
+`ini` plugin are written out here; `ansible-inventory --list` is the oracle the tests use.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import shlex
 import string
 import warnings
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,9 @@ _GROUP_LINE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
 _HOST_PORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])+):(\d+)$")
 _BRACKETED_PORT = re.compile(r"^\[([^\]]+)\]:(\d+)$")
 GROUP_SECTIONS = ("children", "hosts", "vars")
+# ("group_vars" or "host_vars", a group or host name) -> the variables of that name's files there,
+# as ansible-core's host_group_vars plugin finds them next to the inventory ({} when none).
+VarsFiles = Callable[[str, str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,9 @@ class _Host:
 class _Builder:
     """The mutable inventory while a file is read; `hosts()` gives the frozen result."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, vars_files: VarsFiles | None = None) -> None:
         self.source = source
+        self.vars_files = vars_files
         self.groups: dict[str, _Group] = {}
         self._hosts: dict[str, _Host] = {}
         self.add_group(ALL)
@@ -178,14 +184,30 @@ class _Builder:
             )
             merged: dict[str, Any] = {}
             origins: dict[str, str] = {}
-            for group in ranked:
-                merged.update(group.vars)
-                origins.update(dict.fromkeys(group.vars, f"group {group.name}"))
-            merged.update(host.vars)
-            origins.update(dict.fromkeys(host.vars, f"host {host.name}"))
+            for layer, origin in self._layers(ranked, host):
+                merged.update(layer)
+                origins.update(dict.fromkeys(layer, origin))
             named = tuple(g for g in self.groups if g in member and g not in (ALL, UNGROUPED))
             out.append(AnsibleHost(host.name, merged, origins, named))
         return tuple(out)
+
+
+    def _layers(self, ranked: list[_Group], host: _Host) -> Iterable[tuple[Mapping[str, Any], str]]:
+        # Ansible's default VARIABLE_PRECEDENCE: the inventory's vars of every group (by depth,
+        # priority, name), then those groups' group_vars files in the same order, then the host's
+        # own vars, then its host_vars file. So group_vars/web beats any group's inline vars.
+        for group in ranked:
+            yield group.vars, f"group {group.name}"
+        for group in ranked:
+            yield self._file_vars("group_vars", group.name), f"group_vars/{group.name}"
+        yield host.vars, f"host {host.name}"
+        yield self._file_vars("host_vars", host.name), f"host_vars/{host.name}"
+
+    def _file_vars(self, kind: str, name: str) -> Mapping[str, Any]:
+        if self.vars_files is None:
+            return {}
+        found = self.vars_files(kind, name)
+        return {_key(key, self, f"{kind}/{name}"): value for key, value in found.items()}
 
 
 def _key(key: object, builder: _Builder, where: str) -> str:
@@ -255,9 +277,13 @@ def _range_items(body: str) -> list[str]:
 # --------------------------------------------------------------------------- YAML
 
 
-def parse_yaml(data: Any, source: str) -> tuple[AnsibleHost, ...]:  # noqa: ANN401
+def parse_yaml(
+    data: Any,  # noqa: ANN401
+    source: str,
+    vars_files: VarsFiles | None = None,
+) -> tuple[AnsibleHost, ...]:
     """Read an Ansible YAML inventory already parsed by kdist's YAML loader."""
-    builder = _Builder(source)
+    builder = _Builder(source, vars_files)
     if not isinstance(data, dict) or not data:
         raise builder.fail("top level", "an Ansible YAML inventory is a mapping of groups")
     if "plugin" in data:
@@ -319,9 +345,11 @@ def _yaml_hosts(builder: _Builder, group: str, pattern: object, host_vars: Any) 
 # --------------------------------------------------------------------------- INI
 
 
-def parse_ini(text: str, source: str) -> tuple[AnsibleHost, ...]:
+def parse_ini(
+    text: str, source: str, vars_files: VarsFiles | None = None
+) -> tuple[AnsibleHost, ...]:
     """Read an Ansible INI inventory, line by line as ansible-core's `ini` plugin does."""
-    reader = _IniReader(_Builder(source))
+    reader = _IniReader(_Builder(source, vars_files))
     for number, line in enumerate(text.splitlines(), 1):
         reader.line(number, line.strip())
     reader.finish()

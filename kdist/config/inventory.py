@@ -34,6 +34,7 @@ _INI_SECTION = re.compile(r"^\[[^\]\s]+\]\s*([#;].*)?$")
 _YAML_KEY = re.compile(r"^[^\s#;\[][^=]*:(\s|$)")
 
 WhereOf = Callable[[str], v.Where]
+_VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")  # ansible-core's YAML_FILENAME_EXTENSIONS and none
 
 
 def load_inventory(spec: Path) -> Inventory:
@@ -44,7 +45,9 @@ def load_inventory(spec: Path) -> Inventory:
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read: {exc}"
         raise InventoryError(msg) from exc
-    return parse_inventory_text(text, str(path), path.parent, ansible_only=forced)
+    return parse_inventory_text(
+        text, str(path), path.parent, ansible_only=forced, vars_folder=path.parent
+    )
 
 
 def _ansible_spec(spec: Path) -> tuple[Path, bool]:
@@ -55,16 +58,70 @@ def _ansible_spec(spec: Path) -> tuple[Path, bool]:
 
 
 def parse_inventory_text(
-    text: str, source: str = "<text>", base: Path | None = None, *, ansible_only: bool = False
+    text: str,
+    source: str = "<text>",
+    base: Path | None = None,
+    *,
+    ansible_only: bool = False,
+    vars_folder: Path | None = None,
 ) -> Inventory:
-    """Validate an inventory given as text, whichever of the three formats it is in."""
+    """Validate an inventory given as text, whichever of the three formats it is in.
+
+    An Ansible inventory also takes `group_vars/` and `host_vars/` from `vars_folder`.
+    """
     base = base or Path()
+    files = ansible_vars_files(vars_folder) if vars_folder is not None else None
     if _looks_like_ini(text):
-        return _from_ansible(ansible.parse_ini(text, source), source, base)
+        return _from_ansible(ansible.parse_ini(text, source, files), source, base)
     data = load_yaml_text(text, source, InventoryError)
     if ansible_only or _looks_like_ansible_yaml(data):
-        return _from_ansible(ansible.parse_yaml(data, source), source, base)
+        return _from_ansible(ansible.parse_yaml(data, source, files), source, base)
     return parse_inventory(data, source, base)
+
+
+def ansible_vars_files(folder: Path) -> ansible.VarsFiles:
+    """group_vars/NAME and host_vars/NAME in `folder`, as Ansible's host_group_vars finds them."""
+
+    def read(kind: str, name: str) -> Mapping[str, Any]:
+        merged: dict[str, Any] = {}
+        for path in _vars_paths(folder / kind, name):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InventoryError(f"{path}: cannot read: {exc}") from exc
+            data = load_yaml_text(text, str(path), InventoryError)
+            if data is None:
+                continue
+            if not isinstance(data, dict):
+                raise InventoryError(f"{path}: variables must be a mapping")
+            merged.update(data)  # later files win, as hash_behaviour=replace merges them
+        return merged
+
+    return read
+
+
+def _vars_paths(folder: Path, name: str) -> list[Path]:
+    # The first of NAME, NAME.yml, NAME.yaml, NAME.json that exists; a folder gives its files.
+    for suffix in _VARS_SUFFIXES:
+        path = folder / (name + suffix)
+        if path.is_dir():
+            return _vars_folder_files(path)
+        if path.exists():
+            return [path]
+    return []
+
+
+def _vars_folder_files(folder: Path) -> list[Path]:
+    # Sorted, recursively; hidden files, backups (`~`) and other suffixes are skipped.
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name.endswith("~"):
+            continue
+        if path.is_dir():
+            found.extend(_vars_folder_files(path))
+        elif path.suffix in _VARS_SUFFIXES:
+            found.append(path)
+    return found
 
 
 def _looks_like_ini(text: str) -> bool:

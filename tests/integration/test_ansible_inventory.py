@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kdist.config import ansible
-from kdist.config.inventory import load_inventory
+from kdist.config.inventory import ansible_vars_files, load_inventory
 from kdist.config.limit import limit_hosts
 from kdist.config.loader import load_yaml_text
 from kdist.model import Host
@@ -23,7 +23,12 @@ from kdist.model import Host
 pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ansible"
-INVENTORIES = sorted(p for p in DATA.iterdir() if p.suffix in (".ini", ".yaml", ".yml"))
+# Every inventory of the set; vars/ holds two with group_vars/ and host_vars/ beside them.
+INVENTORIES = sorted(
+    p
+    for p in [*DATA.iterdir(), *(DATA / "vars").iterdir()]
+    if p.suffix in (".ini", ".yaml", ".yml")
+)
 ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 LIMITS = [
     ("farm.ini", "builders:!arm64"),
@@ -87,10 +92,10 @@ def groups_of(doc: dict[str, Any], host: str) -> set[str]:
 
 def parse(path: Path) -> tuple[ansible.AnsibleHost, ...]:
     """kdist's reading of an Ansible inventory, before kdist's own keys are taken from it."""
-    text = path.read_text()
+    text, files = path.read_text(), ansible_vars_files(path.parent)
     if path.suffix == ".ini":
-        return ansible.parse_ini(text, str(path))
-    return ansible.parse_yaml(load_yaml_text(text, str(path)), str(path))
+        return ansible.parse_ini(text, str(path), files)
+    return ansible.parse_yaml(load_yaml_text(text, str(path)), str(path), files)
 
 
 def test_the_test_set_is_not_trivial() -> None:
@@ -101,6 +106,21 @@ def test_the_test_set_is_not_trivial() -> None:
     text = "".join(p.read_text() for p in INVENTORIES)
     for feature in ("[01:03]", "[a:c]", ":children]", ":vars]", "ansible_group_priority"):
         assert feature in text, feature
+    files = {p.relative_to(DATA / "vars").as_posix() for p in (DATA / "vars").rglob("*")}
+    # group_vars as a file without suffix, as a folder (with files Ansible skips), host_vars as
+    # JSON, and a name with two files of which Ansible takes the one without suffix
+    assert {"group_vars/builders", "group_vars/arm64/notes.txt", "host_vars/b1.json"} <= files
+    assert {"host_vars/b2", "host_vars/b2.yml"} <= files
+
+
+def test_vars_files_take_ansible_precedence() -> None:
+    """group_vars beat every group's inline vars; host_vars beat the host's; folders merge in order."""
+    doc = ansible_list(DATA / "vars" / "farm.ini")["_meta"]["hostvars"]
+    assert doc["b1"]["level"] == "host-b1" and doc["b1"]["ansible_port"] == 2202
+    assert doc["pi-a"]["level"] == "arm64-second" and doc["pi-a"]["kdist_capacity"] == 2
+    hosts = {h.name: h for h in parse(DATA / "vars" / "farm.ini")}
+    assert hosts["pi-a"].origins["level"] == "group_vars/arm64"
+    assert hosts["b1"].origins["ansible_port"] == "host_vars/b1"
 
 
 @pytest.mark.parametrize("path", INVENTORIES, ids=lambda p: p.name)
