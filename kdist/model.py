@@ -178,6 +178,9 @@ class Profile:
     images: Mapping[str, str] = field(default_factory=dict)  # server image variables (kubernetes)
     container: ContainerSpec | None = None  # set: builds run in this container by default
     log_limit: int | None = None  # bytes of each slice's log (None: Limits' default)
+    # Per platform ("*": every platform), per kind of build ("all", "native", "cross"): env.
+    platform_env: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    git_answers: bool = False  # ship the head node's git answers with the tree to every host
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,8 @@ class Slice:
     workdir: str  # where this source tree lives on the host
     argv: tuple[str, ...]  # the build command, already substituted
     artifacts: str  # directory on the host holding the binaries after the build
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)  # build env ({}: the host's)
+    tree: str = ""  # set: the synced tree, copied into `workdir` for this slice alone
 
     @property
     def key(self) -> str:

@@ -289,6 +289,11 @@ def _show_plan(
         print(f"\n{host['name']}: workdir {host['workdir']}")
         print(f"{host['name']}: sync    {host['sync']}")
         print(f"{host['name']}: env     {host['env']}")
+    print()
+    for s in doc["slices"]:  # the host's env with the slice's platform_env
+        print(f"{s['platform']} on {s['host']}: env {s['env']}")
+        if s["tree"]:
+            print(f"{s['platform']} on {s['host']}: builds in {s['workdir']} (hard links)")
     for line in doc["after"]:
         print(f"then: {line}")
     for image in doc["images"]:

@@ -7,7 +7,7 @@ removes or renames a field, or changes its meaning, raises SCHEMA_VERSION.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,9 +80,11 @@ def plan_summary(
             "host": s.host,
             "cross": s.cross,
             "workdir": s.workdir,
+            "tree": s.tree or None,
             "command": to_shell(s.argv),
-            "remote_command": to_shell(in_dir(s.argv, s.workdir, the_plan.env[s.host])),
+            "remote_command": to_shell(in_dir(s.argv, s.workdir, slice_env(s, the_plan))),
             "artifacts": s.artifacts,
+            "env": _env_words(slice_env(s, the_plan)),
         }
         for s in the_plan.slices
     ]
@@ -130,14 +132,20 @@ def _container_words(job: Job, s: Slice, the_plan: Plan) -> list[str]:
         image=job.container.image,
         argv=s.argv,
         workdir=s.workdir,
-        env={**the_plan.env[s.host], **container.cache_env()},
+        env={**slice_env(s, the_plan), **container.cache_env()},
         user=user,
         network=job.container.network,
         volume=container.cache_volume(job.profile.name, "<uid>"),
         labels=container.labels(run="<run>", attempt=f"<run>-{s.key}-1", tree=job.tree_id,
                                 host=s.host, project=job.profile.name),
+        mount=s.tree,
     )  # fmt: skip
     return box.docker_run()
+
+
+def slice_env(s: Slice, the_plan: Plan) -> Mapping[str, str]:
+    """The environment a slice builds with (its own, else its host's)."""
+    return s.env or the_plan.env[s.host]
 
 
 def _after(job: Job, the_plan: Plan) -> list[str]:
@@ -166,7 +174,7 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
         if host.local
         else to_shell(rsync_push("<kdist-relay>", job.source, workdir))
     )
-    env = " ".join(f"{k}={v}" for k, v in sorted(the_plan.env[host.name].items()))
+    env = _env_words(the_plan.env[host.name])
     return {
         "name": host.name,
         "address": host.address,
@@ -174,6 +182,10 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
         "sync": sync,
         "env": env,
     }
+
+
+def _env_words(env: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 
 def _slice_doc(job: Job, r: SliceResult) -> dict[str, Any]:

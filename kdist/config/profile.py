@@ -25,8 +25,13 @@ from kdist.model import (
 PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
     "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
-    "images", "container", "smoke", "log_limit",
+    "images", "container", "smoke", "log_limit", "platform_env", "git_answers",
 )  # fmt: skip
+# platform_env: per platform (or "*"), env for every build, native builds or cross builds.
+BUILD_KINDS = ("all", "native", "cross")
+ANY_PLATFORM = "*"
+# kdist's own variables: the version every host must agree on is not a per-platform setting.
+KDIST_VARIABLES = frozenset({"SOURCE_DATE_EPOCH", "KDIST_VERSION", "KUBE_GIT_VERSION_FILE"})
 # Server image settings a kubernetes profile may give (the environment overrides them).
 IMAGE_KEYS = (
     "KUBE_GORUNNER_IMAGE", "KUBE_PROXY_BASE_IMAGE", "KUBE_APISERVER_BASE_IMAGE",
@@ -105,6 +110,9 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         images=_images(doc, top, layout),
         container=_container(doc["container"], top / "container") if "container" in doc else None,
         log_limit=_log_limit(doc["log_limit"], top / "log_limit") if "log_limit" in doc else None,
+        platform_env=_platform_env(doc.get("platform_env", {}), top / "platform_env"),
+        # Kubernetes' version.sh reads KUBE_GIT_VERSION_FILE; other projects ask git.
+        git_answers=v.boolean(doc.get("git_answers", base is None), top / "git_answers"),
     )
 
 
@@ -118,6 +126,50 @@ def _log_limit(value: Any, at: v.Where) -> int:  # noqa: ANN401
     if size < MIN_LOG_LIMIT:
         raise at.fail(f"must be at least {format_size(MIN_LOG_LIMIT)}")
     return size
+
+
+def _platform_env(value: Any, at: v.Where) -> dict[str, dict[str, dict[str, str]]]:  # noqa: ANN401
+    """`platform_env: {linux/arm64: {cross: {CC: aarch64-linux-gnu-gcc}}, "*": {...}}`."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for key, kinds in v.mapping(value, at).items():
+        if key != ANY_PLATFORM:
+            try:
+                Platform.parse(key)
+            except ValueError as exc:
+                raise (at / key).fail(f"{exc} (or \"{ANY_PLATFORM}\" for every platform)") from None
+        doc = v.mapping(kinds, at / key)
+        v.no_unknown_keys(doc, BUILD_KINDS, at / key)
+        found[key] = {kind: _plain_env(doc[kind], at / key / kind) for kind in doc}
+    return found
+
+
+def _plain_env(value: Any, at: v.Where) -> dict[str, str]:  # noqa: ANN401
+    env = v.env_mapping(value, at)
+    for name in env:
+        if name in KDIST_VARIABLES:
+            raise (at / name).fail("is set by kdist (the same on every host)")
+    return env
+
+
+def platform_env(profile: Profile, platform: Platform, *, cross: bool) -> dict[str, str]:
+    """The profile's env for one slice: `env`, then `*`, then the platform; all, then the kind."""
+    env = dict(profile.env)
+    kind = "cross" if cross else "native"
+    for key in (ANY_PLATFORM, str(platform)):
+        kinds = profile.platform_env.get(key, {})
+        env.update(kinds.get("all", {}))
+        env.update(kinds.get(kind, {}))
+    return env
+
+
+def has_platform(artifacts: str) -> bool:
+    """True when the artifacts path names the whole platform, so two slices never share it.
+
+    `{platform}`, or both `{os}` and `{arch}`: `bin/{os}` alone is one folder for linux/amd64
+    and linux/arm64.
+    """
+    names = set(_PLACEHOLDER.findall(artifacts))
+    return "platform" in names or {"os", "arch"} <= names
 
 
 def _images(doc: Mapping[str, Any], top: v.Where, layout: Layout) -> dict[str, str]:

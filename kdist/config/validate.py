@@ -65,6 +65,13 @@ def string(value: Any, at: Where, *, empty: bool = False) -> str:  # noqa: ANN40
     return value
 
 
+def boolean(value: Any, at: Where) -> bool:  # noqa: ANN401
+    """Check for true or false (YAML's booleans; strings such as "no" are refused)."""
+    if not isinstance(value, bool):
+        raise at.fail(f"must be true or false, not {_type_name(value)}")
+    return value
+
+
 def integer(value: Any, at: Where, low: int, high: int) -> int:  # noqa: ANN401
     """Check for an integer within [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int):

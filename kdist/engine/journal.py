@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdist import __version__
+from kdist.config.profile import platform_env
 from kdist.engine.treedigest import TREE_CACHE, tree_digest
 from kdist.errors import KdistError
 from kdist.model import (
@@ -48,11 +49,12 @@ def slice_key(
     version: VersionInfo,
     what: tuple[str, ...],
     container: str = "",
+    git: str = "",
 ) -> str:
     """What a slice's binaries depend on, as one digest (independent of the host chosen).
 
     `container` names the build images and their ids (container builds), so a new image
-    rebuilds.
+    rebuilds; `git` is the digest of what git answers on the hosts, so a new tag rebuilds.
     """
     doc = {
         "kdist": __version__,
@@ -61,12 +63,14 @@ def slice_key(
         "argv": list(slc.argv),
         "artifacts": profile.artifacts,
         "layout": profile.layout.value,
-        "env": dict(sorted(profile.env.items())),
+        "env": dict(sorted(platform_env(profile, slc.platform, cross=slc.cross).items())),
         "version": asdict(version),
         "what": list(what),
     }
     if container:
         doc["container"] = container
+    if git:
+        doc["git"] = git
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -192,6 +196,7 @@ class Memo:
         self.tree = tree
         self.images: list[list[str]] = []  # the release's images and their bases' digests
         self.container = container  # the build images and their ids, for container builds
+        self.git = ""  # the digest of the git answers the hosts get ("": none are shipped)
         self._reusable: dict[str, JournalEntry | None] = {}
 
     @classmethod
@@ -214,7 +219,9 @@ class Memo:
         return found
 
     def _key(self, job: Job, slc: Slice) -> str:
-        return slice_key(self.tree, slc, job.profile, job.version, job.what, self.container)
+        return slice_key(
+            self.tree, slc, job.profile, job.version, job.what, self.container, self.git
+        )
 
     def reuse(self, job: Job, slc: Slice, log: str) -> SliceResult | None:
         """A finished result from the journal, when nothing it depends on changed."""

@@ -66,6 +66,7 @@ from kdist.packaging.images import ImagePlan, image_specs, preflight
 from kdist.stages import sync
 from kdist.stages.build import INFRA_EXIT_CODES, build_slice, host_fault
 from kdist.stages.collect import collect_slice
+from kdist.stages.gitrepo import MIRROR, Shipped, ship
 from kdist.stages.publish import Packager
 from kdist.stages.smoke import smoke_slice
 from kdist.stages.tests import run_tests
@@ -92,6 +93,8 @@ async def execute(
     run_id, started = secrets.token_hex(4), time.time() if started is None else started
     boxes = await _container_setup(job, run_id)
     memo = await Memo.open(job, boxes.head.key(boxes.spec) if boxes else "")
+    shipped = await _git_answers(job)
+    memo.git = f"{shipped.commit} {shipped.digest}" if shipped is not None else ""
     memo.images = images.identity() if images is not None else []
     reporter.emit(_run_started(job, the_plan, hosts, run_id, started, memo))
     for warning in version_warnings(job.version):
@@ -103,7 +106,7 @@ async def execute(
     if published is not None:
         reporter.emit(Note("nothing changed since the last release: re-verified, not rebuilt"))
     gate = toolchain.Gate(job.go_pin, job.allow_toolchain_drift)
-    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes, gate)
+    sched = _scheduler(job, prepared, hosts, conns, reporter, run_id, boxes, gate, shipped)
     packager = Packager(job, images) if job.package and published is None else None
     ctx = RunContext(job, run_id, sched, reporter, memo, packager)
     try:
@@ -148,6 +151,13 @@ async def _all_or_none(coros: Iterable[Coroutine[Any, Any, SliceResult]]) -> lis
     return [task.result() for task in tasks]
 
 
+async def _git_answers(job: Job) -> Shipped | None:
+    """The repository that gives build hosts the head node's git answers (profile permitting)."""
+    if not job.profile.git_answers:
+        return None
+    return await asyncio.to_thread(ship, job.source, job.output / MIRROR)
+
+
 async def _container_setup(job: Job, run_id: str) -> container.Setup | None:
     """Container builds: the head node's view of the images (to compare ids and to send)."""
     if job.container is None:
@@ -185,6 +195,7 @@ def _scheduler(
     run_id: str,
     boxes: container.Setup | None,
     gate: toolchain.Gate,
+    shipped: Shipped | None,
 ) -> Scheduler:
     async def opener(host: Host) -> Transport:
         failed = await conns.open([host])
@@ -198,7 +209,7 @@ def _scheduler(
         request=job.request(tuple(s.platform for s in prepared.plan.slices)),
         the_plan=prepared.plan,
         opener=opener,
-        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter, gate),
+        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter, gate, shipped),
         reporter=reporter,
         excluded=dict(prepared.down),
     )
@@ -259,8 +270,9 @@ async def _setup_host(
     boxes: container.Setup | None,
     reporter: Reporter,
     gate: toolchain.Gate,
+    shipped: Shipped | None,
 ) -> None:
-    """Once per host and run: take the workdir lock, sync the tree, hand over the version."""
+    """Once per host and run: lock the workdir, sync the tree and git answers, the version."""
     workdir = plan.tree_workdir(session.host, job.request())
     name = session.host.name
     if not session.host.local:
@@ -268,7 +280,15 @@ async def _setup_host(
         with span(reporter, "lock", name):
             session.lock = await sync.take_lock(session.transport, workdir, run_id, wait)
     with span(reporter, "sync", name), _metered(reporter, name, "", "sync") as progress:
-        await sync.sync_tree(session.transport, job.source, workdir, progress)
+        moved = [0]
+
+        def counted(done: int) -> None:
+            moved[0] = done
+            progress(done)
+
+        await sync.sync_tree(session.transport, job.source, workdir, counted)
+        base = moved[0]  # the git answers' bytes count as the same sync
+        await sync.ship_git(session.transport, shipped, workdir, lambda n: progress(base + n))
     if boxes is not None:
         from kdist.stages import container
 
@@ -392,13 +412,15 @@ async def _attempt(
         if session.gate.locked():  # the host is busy with `capacity` other slices
             reporter.emit(PhaseStarted(slc.key, "queued"))
         async with session.gate:
+            if slc.tree:  # its own copy of the tree: outputs of other slices stay out
+                await sync.slot(session.transport, slc.tree, slc.workdir)
             phase, started = "build", time.time()
             reporter.emit(PhaseStarted(slc.key, phase))
             with span(reporter, "build", slc.host, slc.key, attempt_id):
                 built = await build_slice(
                     session.transport,
                     slc,
-                    session.env,
+                    slc.env or session.env,
                     sink,
                     attempt_id,
                     job.deadlines,
@@ -446,7 +468,7 @@ def _record(session: HostSession, slc: Slice, attempt_id: str, started: float) -
         host_key=session.transport.host_key,
         toolchain=toolchain.parse_go_version(session.toolchain),
         argv=slc.argv,
-        env=dict(session.env),
+        env=dict(slc.env or session.env),
         workdir=slc.workdir,
         cross=slc.cross,
         started=started,

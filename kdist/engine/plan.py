@@ -7,11 +7,19 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kdist.config.profile import build_template, fields_for, substitute, substitute_what
+from kdist.config.profile import (
+    build_template,
+    fields_for,
+    has_platform,
+    platform_env,
+    substitute,
+    substitute_what,
+)
 from kdist.errors import PlanError
 from kdist.model import Host, Layout, Plan, Platform, Profile, Slice, VersionInfo
 
 VERSION_DEFS = "_output/kdist/version-defs"  # under the tree on each host; _output is never synced
+SLOTS = ".kdist/slots"  # under the synced tree: private trees of slices (sync never touches .kdist)
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,8 @@ def _pinned(hosts: Sequence[Host], name: str) -> list[Host]:
 def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Slice:
     fields = fields_for(platform, req.version.version)
     template = build_template(req.profile, req.what)
-    workdir = tree_workdir(host, req)
+    tree = tree_workdir(host, req)
+    workdir = slot_workdir(tree, platform) if needs_slot(host, req.profile) else tree
     artifacts = substitute((req.profile.artifacts,), fields)[0]
     return Slice(
         platform=platform,
@@ -99,15 +108,38 @@ def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Sli
         workdir=workdir,
         argv=substitute_what(template, fields, req.what),
         artifacts=posixpath.join(workdir, artifacts),
+        env=build_env(host, req, platform_env(req.profile, platform, cross=cross)),
+        tree=tree if workdir != tree else "",
     )
 
 
-def build_env(host: Host, req: PlanRequest) -> dict[str, str]:
+def needs_slot(host: Host, profile: Profile) -> bool:
+    """Whether a slice on `host` builds in a private copy of the tree.
+
+    When the artifacts folder does not name the platform, two slices building at once in one
+    tree would write the same files. Every such slice gets its own tree (hard links to the
+    synced one), whatever the host's capacity: the build's paths are then the same on any
+    host, which a reproducibility rebuild elsewhere relies on. The head node builds in place.
+    """
+    return not host.local and not has_platform(profile.artifacts)
+
+
+def slot_workdir(tree: str, platform: Platform) -> str:
+    """The private tree of `platform`'s slices under the synced `tree` on a host."""
+    return posixpath.join(tree, SLOTS, platform.dashed)
+
+
+def build_env(
+    host: Host, req: PlanRequest, profile_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of builds on `host`: profile, then host, then kdist's version variables.
 
-    A container has its own PATH and toolchain, so the host's env does not go in there.
+    `profile_env` is one slice's share of the profile (`platform_env` applied); without it,
+    the profile's `env`. A container has its own PATH and toolchain, so the host's env does
+    not go in there.
     """
-    env = {**req.profile.env, **({} if req.containerized else host.env)}
+    base = req.profile.env if profile_env is None else profile_env
+    env = {**base, **({} if req.containerized else host.env)}
     env["SOURCE_DATE_EPOCH"] = str(req.version.source_date_epoch)
     env["KDIST_VERSION"] = req.version.version
     if req.profile.layout is Layout.KUBERNETES:

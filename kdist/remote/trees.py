@@ -6,11 +6,8 @@ ARGS...` with values passed only as positional arguments.
 
 from __future__ import annotations
 
-import posixpath
-
 from kdist.remote.hostside import host_script
 
-SLOTS = ".kdist/slots"  # under the synced tree: sync neither sends nor deletes .kdist/
 GIT_ANSWERS_SCRIPT = host_script("git-answers.sh")
 SLOT_TREE_SCRIPT = host_script("slot-tree.sh")
 
@@ -20,14 +17,6 @@ def git_answers(tree: str, *, install: bool) -> list[str]:
     return ["sh", "-c", GIT_ANSWERS_SCRIPT, "kdist-git", tree, "install" if install else "remove"]
 
 
-def slot_path(tree: str, slot: int) -> str:
-    """Where build slot `slot` of a host keeps its private copy of the tree."""
-    if slot < 0:
-        msg = f"slot must be >= 0, not {slot}"
-        raise ValueError(msg)
-    return posixpath.join(tree, SLOTS, str(slot))
-
-
-def slot_tree(tree: str, slot: int) -> list[str]:
-    """Make or refresh slot `slot`'s tree: hard links to `tree`, nothing a build left there."""
-    return ["sh", "-c", SLOT_TREE_SCRIPT, "kdist-slot", tree, slot_path(tree, slot)]
+def slot_tree(tree: str, slot: str) -> list[str]:
+    """Make or refresh the private tree `slot`: hard links to `tree`, nothing a build left there."""
+    return ["sh", "-c", SLOT_TREE_SCRIPT, "kdist-slot", tree, slot]

@@ -128,6 +128,12 @@ class Box:
     network: str
     volume: str
     labels: Mapping[str, str]
+    mount: str = ""  # the host folder bind-mounted at the same path ("": the workdir itself)
+
+    @property
+    def tree(self) -> str:
+        """What is mounted: the synced tree, which holds a slice's private tree and .git."""
+        return self.mount or self.workdir
 
     def create_args(self) -> dict[str, Any]:
         """Keyword arguments for the SDK's low-level create_container (without host_config)."""
@@ -146,7 +152,7 @@ class Box:
         """Keyword arguments for create_host_config."""
         return {
             "binds": {
-                self.workdir: {"bind": self.workdir, "mode": "rw"},
+                self.tree: {"bind": self.tree, "mode": "rw"},
                 self.volume: {"bind": CACHE_MOUNT, "mode": "rw"},
             },
             "network_mode": self.network,
@@ -158,7 +164,7 @@ class Box:
         """The `docker run` command line this container amounts to (for -n and logs)."""
         words = ["docker", "run", "--rm", "--init", "-i", "--network", self.network]
         words += ["--user", self.user, "--workdir", self.workdir]
-        words += ["--volume", f"{self.workdir}:{self.workdir}"]
+        words += ["--volume", f"{self.tree}:{self.tree}"]
         words += ["--volume", f"{self.volume}:{CACHE_MOUNT}"]
         words += [f"--label={k}={v}" for k, v in sorted(self.labels.items())]
         words += [f"--env={k}={v}" for k, v in sorted(self.env.items())]
@@ -643,6 +649,7 @@ class ContainerRunner:
     network: str
     volume: str
     base_labels: Mapping[str, str]
+    tree: str = ""  # the synced tree on the host, mounted whole (slices may build in a copy)
 
     def box(self, argv: Sequence[str], workdir: str, env: Mapping[str, str], attempt: str) -> Box:
         """The container of one attempt."""
@@ -655,6 +662,7 @@ class ContainerRunner:
             network=self.network,
             volume=self.volume,
             labels={**self.base_labels, f"{LABEL}.attempt": attempt},
+            mount=self.tree,
         )
 
     async def run(self, argv: Sequence[str], workdir: str, env: Mapping[str, str],
@@ -715,7 +723,9 @@ async def prepare(
         raise
     tags = {f"{LABEL}.run": setup.run, f"{LABEL}.tree": setup.tree, f"{LABEL}.host": name,
             f"{LABEL}.project": setup.project}  # fmt: skip
-    runner = ContainerRunner(daemon, transport, image, user, setup.spec.network, volume, tags)
+    runner = ContainerRunner(
+        daemon, transport, image, user, setup.spec.network, volume, tags, workdir
+    )
     return runner, version
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdist.errors import KdistError
+from kdist.errors import HeadNodeError
 
 MIRROR = ".kdist/git"  # under the tree on a host, and under OUTPUT on the head node
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -52,7 +52,7 @@ KDIST_EXCLUDES = ("/.kdist/", "/_output/")
 _RAW = {"GIT_NO_REPLACE_OBJECTS": "1"}
 
 
-class GitError(KdistError):
+class GitError(HeadNodeError):
     """git on the head node failed while kdist made the repository for build hosts."""
 
 

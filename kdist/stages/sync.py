@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from pathlib import Path
 
 from kdist.errors import InfraError, TransferError
 from kdist.remote import hostside
 from kdist.remote.argv import write_file
+from kdist.remote.trees import git_answers, slot_tree
+from kdist.stages.gitrepo import MIRROR, Shipped
 from kdist.transport import Progress, Spawned, Transport
 
 
@@ -22,6 +25,36 @@ async def sync_tree(
         msg = f"{transport.host.name}: sync to {workdir} failed (rsync exit {result.returncode})"
         raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
     return result.duration
+
+
+async def ship_git(
+    transport: Transport, shipped: Shipped | None, workdir: str, progress: Progress | None = None
+) -> None:
+    """Give the host's tree the head node's git answers (or take them away: `shipped` None).
+
+    The repository goes to WORKDIR/.kdist/git (sync neither sends nor deletes .kdist/), then
+    the host-side script makes WORKDIR/.git its own folder that points there.
+    """
+    if transport.host.local:
+        return  # the head node builds in its own checkout, which has the real .git
+    name = transport.host.name
+    if shipped is not None:
+        dest = posixpath.join(workdir, MIRROR)
+        result = await transport.push(shipped.mirror, dest, progress=progress)
+        if not result.ok:
+            msg = f"{name}: sending git answers to {dest} failed (rsync exit {result.returncode})"
+            raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
+    done = await transport.run(git_answers(workdir, install=shipped is not None))
+    if not done.ok:
+        raise InfraError(f"{name}: cannot set up the git answers in {workdir}: {done.tail(3)}")
+
+
+async def slot(transport: Transport, tree: str, workdir: str) -> None:
+    """Make `workdir` a fresh private copy of the synced `tree` (hard links, nothing left over)."""
+    done = await transport.run(slot_tree(tree, workdir))
+    if not done.ok:
+        msg = f"{transport.host.name}: cannot make the slice's tree {workdir}: {done.tail(3)}"
+        raise InfraError(msg)
 
 
 async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float) -> Spawned:

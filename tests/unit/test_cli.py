@@ -275,6 +275,31 @@ def test_dry_run_prints_the_plan_as_text(
     assert "then: package into" in out and "note: linux/s390x: no native host" in out
 
 
+def test_dry_run_shows_each_slice_env_and_private_tree(
+    farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-n prints every slice's env (platform_env for its kind of build) and its private tree."""
+    (source / "kdist.yaml").write_text(
+        PROFILE.replace("bin/{os}/{arch}", "_output/bin")
+        + "platform_env: {linux/arm64: {cross: {CC: aarch64-linux-gnu-gcc}, native: {N: '1'}}}\n"
+    )
+    argv: list[str | Path] = ["release", "-n", "--source", source, "--hosts", inventory, "--host", "h1"]
+    assert kdist(farm, *argv) == 0
+    out = capsys.readouterr().out
+    arm64 = next(line for line in out.splitlines() if line.startswith("linux/arm64 on h1: env "))
+    amd64 = next(line for line in out.splitlines() if line.startswith("linux/amd64 on h1: env "))
+    assert "CC=aarch64-linux-gnu-gcc" in arm64 and " N=1" not in arm64
+    assert "CC=" not in amd64
+    assert "linux/arm64 on h1: builds in /var/tmp/kdist/src-" in out
+    assert "/.kdist/slots/linux-arm64 (hard links)" in out
+    assert kdist(farm, *argv, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, json.loads(documents.SCHEMA.read_text()))
+    assert {s["platform"]: "CC=aarch64" in s["env"] for s in doc["slices"]} == {
+        "linux/amd64": False, "linux/arm64": True,
+    }  # fmt: skip
+
+
 def test_quick_release_builds_only_this_machine_platform(
     farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -303,3 +303,44 @@ def test_env_is_only_given_for_hosts_with_work() -> None:
     assert set(plan.env) == {"amd", "arm"}
     assert plan.env["amd"]["X"] == "1"
     assert "X" not in plan.env["arm"]
+
+
+def test_each_slice_gets_its_platform_env_by_kind_of_build() -> None:
+    """platform_env applies per slice: CC only for the cross build of linux/arm64; host env wins."""
+    profile = dataclasses.replace(
+        GENERIC, platform_env={"linux/arm64": {"cross": {"CC": "aarch64-linux-gnu-gcc"}}}
+    )
+    hosts = [Host("amd", "a", env={"SHARED": "host"}), Host("arm", "b")]
+    cross = make_plan(hosts[:1], {"amd": (AMD64,)}, _req(AMD64, ARM64, profile=profile))
+    by = {str(s.platform): s for s in cross.slices}
+    assert by["linux/arm64"].cross
+    assert by["linux/arm64"].env["CC"] == "aarch64-linux-gnu-gcc"
+    assert "CC" not in by["linux/amd64"].env
+    assert by["linux/arm64"].env["SHARED"] == "host"
+    assert by["linux/arm64"].env["KDIST_VERSION"] == VERSION.version
+    native = make_plan(hosts, {"amd": (AMD64,), "arm": (ARM64,)}, _req(ARM64, profile=profile))
+    assert not native.slices[0].cross
+    assert "CC" not in native.slices[0].env
+
+
+def test_platformless_artifacts_build_in_a_private_tree_per_platform() -> None:
+    """Without the platform in `artifacts`, each slice builds in TREE/.kdist/slots/<os>-<arch>."""
+    profile = dataclasses.replace(GENERIC, artifacts="_output/local/bin")
+    hosts = [Host("h1", "a", capacity=2)]
+    plan = make_plan(hosts, {"h1": (AMD64,)}, _req(AMD64, ARM64, profile=profile))
+    tree = tree_workdir(hosts[0], _req(AMD64, profile=profile))
+    for s in plan.slices:
+        assert s.tree == tree
+        assert s.workdir == f"{tree}/.kdist/slots/{s.platform.dashed}"
+        assert s.artifacts == f"{s.workdir}/_output/local/bin"
+    assert len({s.artifacts for s in plan.slices}) == 2
+
+
+def test_platform_named_artifacts_and_the_head_node_build_in_the_tree() -> None:
+    """A platform in `artifacts`, or the head node (builds in place), needs no private tree."""
+    plan = make_plan([Host("h1", "a")], {"h1": (AMD64,)}, _req(AMD64, ARM64, profile=GENERIC))
+    assert all(s.tree == "" and s.workdir.endswith("kubernetes-0123abcd") for s in plan.slices)
+    profile = dataclasses.replace(GENERIC, artifacts="_output/local/bin")
+    local = make_plan([LOCAL_HOST], {"local": (AMD64,)}, _req(AMD64, profile=profile))
+    assert local.slices[0].tree == ""
+    assert local.slices[0].workdir == "/home/me/src/kubernetes"

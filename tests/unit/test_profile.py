@@ -16,9 +16,11 @@ from kdist.config.profile import (
     KUBERNETES,
     choose_profile,
     fields_for,
+    has_platform,
     is_kubernetes_tree,
     load_profile,
     parse_profile,
+    platform_env,
     substitute,
 )
 from kdist.errors import ProfileError
@@ -254,6 +256,20 @@ def test_unknown_placeholder_is_refused(text: str, message: str) -> None:
         ("layout: kubernetes\nname: a/b\n", "kdist.yaml: name: must be letters"),
         ("layout: kubernetes\nplatform: [linux/amd64]\n", "kdist.yaml: platform: unknown key"),
         ("layout: kubernetes\nenv: {X: 1}\n", "kdist.yaml: env.X: must be a string, not int"),
+        ("layout: kubernetes\ngit_answers: no-thanks\n",
+         "kdist.yaml: git_answers: must be true or false, not str"),
+        ("layout: kubernetes\nplatform_env: [x]\n",
+         "kdist.yaml: platform_env: must be a mapping, not list"),
+        ("layout: kubernetes\nplatform_env: {linux/arm65: {}}\n",
+         "kdist.yaml: platform_env.linux/arm65: unknown arch 'arm65'"),
+        ("layout: kubernetes\nplatform_env: {linux/arm64: {crosss: {CC: x}}}\n",
+         "kdist.yaml: platform_env.linux/arm64.crosss: unknown key (allowed: all, cross, native)"),
+        ("layout: kubernetes\nplatform_env: {'*': {cross: {CC: 1}}}\n",
+         "kdist.yaml: platform_env.*.cross.CC: must be a string, not int"),
+        ("layout: kubernetes\nplatform_env: {linux/arm64: {all: {KDIST_VERSION: v9}}}\n",
+         "kdist.yaml: platform_env.linux/arm64.all.KDIST_VERSION: is set by kdist"),
+        ("layout: kubernetes\nplatform_env: {linux/arm64: {native: {1X: y}}}\n",
+         "kdist.yaml: platform_env.linux/arm64.native.1X: is not a valid environment variable"),
     ],
 )
 def test_profile_errors_name_the_key(text: str, message: str) -> None:
@@ -364,3 +380,58 @@ def test_kubernetes_profile_names_image_settings() -> None:
     generic = "name: x\nbuild: make\nartifacts: out\nplatforms: [linux/amd64]\nimages: {}\n"
     with pytest.raises(ProfileError, match="images: is for the kubernetes layout"):
         parse_profile(load_yaml_text(generic, "kdist.yaml", ProfileError), "kdist.yaml")
+
+
+CGO_PROFILE = """\
+name: cgo-tool
+platforms: [linux/amd64, linux/arm64]
+build: make GOOS={os} GOARCH={arch}
+artifacts: _output/bin
+env: {CGO_ENABLED: "1", LEVEL: profile}
+platform_env:
+  "*":
+    cross: {LEVEL: any-cross}
+  linux/arm64:
+    all: {LEVEL: arm64, GOARM64: v8.0}
+    cross: {CC: aarch64-linux-gnu-gcc}
+"""
+
+
+def test_platform_env_layers_profile_any_platform_and_kind() -> None:
+    """env, then "*", then the platform; within each, `all` then the kind of build."""
+    profile = parse_profile(load_yaml_text(CGO_PROFILE, "kdist.yaml"), "kdist.yaml")
+    arm64, amd64 = Platform("linux", "arm64"), Platform("linux", "amd64")
+    assert platform_env(profile, arm64, cross=True) == {
+        "CGO_ENABLED": "1", "LEVEL": "arm64", "GOARM64": "v8.0", "CC": "aarch64-linux-gnu-gcc",
+    }  # fmt: skip
+    assert platform_env(profile, arm64, cross=False) == {
+        "CGO_ENABLED": "1", "LEVEL": "arm64", "GOARM64": "v8.0",
+    }  # fmt: skip
+    assert platform_env(profile, amd64, cross=True) == {"CGO_ENABLED": "1", "LEVEL": "any-cross"}
+    assert platform_env(profile, amd64, cross=False) == {"CGO_ENABLED": "1", "LEVEL": "profile"}
+
+
+def test_git_answers_default_on_for_generic_and_off_for_kubernetes() -> None:
+    """Generic projects ask git; Kubernetes reads KUBE_GIT_VERSION_FILE, so it is off there."""
+    generic = parse_profile(load_yaml_text(CGO_PROFILE, "kdist.yaml"), "kdist.yaml")
+    assert generic.git_answers
+    off = parse_profile(load_yaml_text(CGO_PROFILE + "git_answers: false\n", "k.yaml"), "k.yaml")
+    assert not off.git_answers
+    assert not parse_profile({"layout": "kubernetes"}, "k.yaml").git_answers
+    assert not KUBERNETES.git_answers
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "separate"),
+    [
+        ("_output/bin", False),
+        ("bin/{os}", False),
+        ("bin/{arch}", False),
+        ("bin/{os}/{arch}", True),
+        ("bin/{os}_{arch}", True),
+        ("out/{platform}", True),
+    ],
+)
+def test_artifacts_name_the_platform_only_with_os_and_arch(artifacts: str, separate: bool) -> None:
+    """Only `{platform}`, or `{os}` with `{arch}`, gives every platform a folder of its own."""
+    assert has_platform(artifacts) is separate
