@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -57,6 +56,7 @@ from kdist.packaging.tarballs import expected_tarballs
 from kdist.packaging.verify import verify_release
 from kdist.remote.argv import remove, remove_tree, to_shell
 from kdist.stages import publish
+from kdist.text import inert
 from kdist.transport import (
     SshOptions,
     Transport,
@@ -206,8 +206,7 @@ def _sign_key(key: Path | None) -> Path | None:
 
 def print_json(doc: dict[str, Any]) -> None:
     """Print one JSON document to stdout."""
-    json.dump(doc, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(documents.dumps(doc) + "\n")
 
 
 async def build_or_release(
@@ -260,7 +259,7 @@ def _write_document(output: Path, doc: dict[str, Any]) -> Path:
     path = output / documents.LOGS / documents.RUN_DOCUMENT
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**doc, "document": str(path)}, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(documents.dumps({**doc, "document": str(path)}) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -392,7 +391,8 @@ async def clean(opts: CleanOptions, display: Display, factory: TransportFactory)
     else:
         print(f"removed {output}")
         for name, error in results:
-            print(f"{name}: {'removed ' + workdirs[name] if not error else 'FAILED: ' + error}")
+            said = "removed " + workdirs[name] if not error else "FAILED: " + inert(error)
+            print(f"{name}: {said}")
     return status
 
 
@@ -503,7 +503,8 @@ async def verify(opts: VerifyOptions, display: Display) -> ExitStatus:
         print_json(documents.verify_summary(report, started, time.time()))
     elif not display.quiet or not report.ok:
         for finding in report.failures if display.quiet else report.findings:
-            print(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.file}: {finding.message}")
+            said = inert(f"{finding.file}: {finding.message}")  # names in a downloaded release
+            print(f"{'ok  ' if finding.ok else 'FAIL'}  {said}")
         verdict = "verified" if report.ok else f"{len(report.failures)} check(s) FAILED"
         print(f"{report.folder}: {verdict}")
     return ExitStatus.OK if report.ok else ExitStatus.INTEGRITY_ERROR

@@ -7,6 +7,7 @@ removes or renames a field, or changes its meaning, raises SCHEMA_VERSION.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from kdist.model import (
 from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
 from kdist.packaging.verify import Report
 from kdist.remote.argv import in_dir, rsync_push, to_shell
+from kdist.text import inert_tree
 
 if TYPE_CHECKING:
     from kdist.engine.job import Job, RunResult
@@ -37,6 +39,11 @@ SCHEMA_VERSION = 1
 LOGS = "logs"  # OUTPUT/logs: a log per slice, and RUN_DOCUMENT
 RUN_DOCUMENT = "run.json"  # OUTPUT/logs/run.json: the last run's document, as --json prints it
 SCHEMA = Path(__file__).with_name("document.schema.json")
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """A document as JSON text; the final guard: host text in it is inert, valid UTF-8."""
+    return json.dumps(inert_tree(doc), indent=2)
 
 
 def timestamp(unix: float) -> str:

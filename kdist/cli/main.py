@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kdist.cli import options
 from kdist.errors import ExitStatus, Interrupted, KdistError, PreflightError
+from kdist.text import inert
 
 if TYPE_CHECKING:
     from kdist.engine.prepare import TransportFactory
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
         return int(asyncio.run(_interruptible(invocation, transports)))
     except Interrupted as exc:
         for line in exc.stopped:  # one line per host, what was stopped there
-            print(f"kdist: {line}", file=sys.stderr)
+            print(f"kdist: {inert(line)}", file=sys.stderr)
         print("kdist: interrupted", file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
     except KdistError as exc:
@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None, *, transports: Transports | None = N
     except Exception as exc:
         if invocation.display.debug:
             traceback.print_exc()
-        print(f"kdist: internal error: {exc!r} (run with --debug for a traceback)", file=sys.stderr)
+        print(
+            f"kdist: internal error: {inert(repr(exc))} (run with --debug for a traceback)",
+            file=sys.stderr,
+        )
         return int(ExitStatus.INTERNAL_ERROR)
 
 
@@ -68,13 +71,13 @@ def _output_closed() -> int:
 def _error(exc: KdistError, json_since: float | None = None) -> int:
     """The message on stderr (a line per preflight problem); with --json an error document."""
     problems = exc.problems if isinstance(exc, PreflightError) else (str(exc),)
-    for problem in problems:
-        print(f"kdist: error: {problem}", file=sys.stderr)
+    for problem in problems:  # the final guard: an error may quote a host's words
+        print(f"kdist: error: {inert(problem, newlines=True)}", file=sys.stderr)
     if json_since is not None:
-        from kdist.cli.documents import error_document
+        from kdist.cli.documents import dumps, error_document
 
         doc = error_document(exc, problems, json_since, time.time())
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(dumps(doc) + "\n")
     return int(exc.exit_status)
 
 

@@ -1,4 +1,8 @@
-"""Draw progress for humans: a rich live table on a terminal, plain tagged lines elsewhere."""
+"""Draw progress for humans: a rich live table on a terminal, plain tagged lines elsewhere.
+
+Host text was made inert where it entered the run (kdist.text); everything drawn here passes
+`inert` once more as the final guard, so no event can put a control sequence on the terminal.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from kdist.events import (
     Transfer,
 )
 from kdist.model import Plan, Slice, SliceResult, Status
+from kdist.text import inert
 
 _log = logging.getLogger(__name__)
 
@@ -135,8 +140,8 @@ class _Board:
 
 
 def _first_line(text: str) -> str:
-    """Return the first non-blank line of `text`, stripped."""
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    """Return the first non-blank line of `text`, stripped and inert."""
+    return inert(next((ln.strip() for ln in text.split("\n") if ln.strip()), ""))
 
 
 def _seconds(value: float) -> str:
@@ -265,13 +270,13 @@ def failure_block(result: SliceResult) -> tuple[str, list[str]]:
     where = f"{result.slice.platform} on {result.slice.host}"
     kind = FAILURE_CLASS.get(result.status, result.status.value)
     heading = f"FAILED {where}: {kind} in {result.phase}"
-    error = [ln.rstrip() for ln in result.error.splitlines() if ln.strip()]
+    error = [inert(ln.rstrip()) for ln in result.error.split("\n") if ln.strip()]
     # Without a log excerpt the error's own lines (a command's tail) are the evidence.
     lines = error[:1] if result.excerpt else error
     if result.log:
         shown = f" (last {len(result.excerpt)} lines)" if result.excerpt else ""
         lines.append(f"log: {result.log}{shown}")
-    lines += [f"| {ln}" for ln in result.excerpt]
+    lines += [f"| {inert(ln)}" for ln in result.excerpt]
     return heading, lines
 
 
@@ -289,7 +294,7 @@ def _verdict(ok: bool, summary: dict[str, object], rows: Sequence[_Row]) -> str:
     """Return the last line: the summary title, or "release ok" / "release FAILED: ..."."""
     title = summary.get("title")
     if isinstance(title, str) and title:
-        return title
+        return inert(title)  # a failed test's first line can be the title
     if ok:
         return "release ok"
     failed = sum(1 for r in rows if not r.ok)
@@ -308,7 +313,8 @@ def _cell(value: str) -> str:
 
 def _plain_lines(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Header then one line per row, columns padded and separated by at least two spaces."""
-    table = [[_cell(c) for c in columns]] + [[_cell(c) for c in row] for row in rows]
+    cells = [columns, *rows]  # newlines become spaces in _cell, every other control an escape
+    table = [[_cell(inert(c, newlines=True)) for c in row] for row in cells]
     count = max(len(r) for r in table)
     table = [r + ["-"] * (count - len(r)) for r in table]
     widths = [max(len(r[i]) for r in table) for i in range(count)]
@@ -331,7 +337,7 @@ def _rich_table(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(c) for c in row))
+        table.add_row(*(Text(inert(c)) for c in row))
     return table
 
 
@@ -419,7 +425,7 @@ class RichReporter:
             case OutputLine(key=key, line=line):
                 row = self._board.rows.get(key)
                 if row is not None:
-                    row.line = line.rstrip()[:_MAX_LINE]
+                    row.line = inert(line.rstrip()[:_MAX_LINE])
             case SliceFinished(result=result):
                 self._board.finish(result)
             case Note(text=text, level=level) | LogTruncated(text=text, level=level):
@@ -445,7 +451,8 @@ class RichReporter:
     def _note(self, text: str, level: str) -> None:
         """Print a note above the live view."""
         prefix = "" if level == "info" else f"{level}: "
-        self.console.print(Text(prefix + text, style=_NOTE_STYLE.get(level, "")))
+        shown = prefix + inert(text, newlines=True)
+        self.console.print(Text(shown, style=_NOTE_STYLE.get(level, "")))
 
     def _elapsed(self, row: _Row) -> str:
         """Seconds since the slice's first phase, or its final duration."""
@@ -544,7 +551,7 @@ class PlainReporter:
         """Write the event's lines; write errors are kept in `errors`, never raised."""
         try:
             for line in self._lines(event):
-                self.stream.write(line + "\n")
+                self.stream.write("".join(inert(part) + "\n" for part in line.split("\n")))
                 self.stream.flush()
         except Exception as exc:  # a closed pipe must not break the build
             self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from kdist.errors import KdistError
 from kdist.model import DaemonReport, Host
 from kdist.remote.probe import CONTAINER_TOOLS, REQUIRED_TOOLS, Facts, probe_host
+from kdist.text import inert
 from kdist.transport import Transport
 
 COLUMNS = (
@@ -122,7 +123,7 @@ async def check_host(
         facts = await probe_host(transport, host)
         daemon = await docker(transport) if docker is not None else None
     except KdistError as exc:
-        return HostReport(host, None, str(exc), time.monotonic() - start)
+        return HostReport(host, None, inert(str(exc)), time.monotonic() - start)
     finally:
         await transport.close()
     return HostReport(host, facts, "", time.monotonic() - start, daemon)

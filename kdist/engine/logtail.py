@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from kdist.model import KiB, format_size
+from kdist.text import HOST_ERRORS, LOG_ERRORS, inert
 
 EXCERPT_LINES = 15  # what a failed slice shows of its log
 _READ_BYTES = 64 * 1024  # enough for EXCERPT_LINES of anything but pathological lines
@@ -45,12 +46,12 @@ def unstamp(line: str) -> str:
 
 
 def trim(lines: list[str], count: int = EXCERPT_LINES) -> list[str]:
-    """The last `count` lines that say something."""
+    """The last `count` lines that say something, made inert (they are the host's words)."""
     kept: list[str] = []
     for raw in lines:
-        line = _ANSI.sub("", unstamp(raw)).rsplit("\r", 1)[-1].rstrip()
+        line = _ANSI.sub("", unstamp(raw.rstrip("\r"))).rsplit("\r", 1)[-1].rstrip()
         if line.strip() and not any(p.search(line) for p in _NOISE):
-            kept.append(line)
+            kept.append(inert(line))  # colour codes went above; any other control shows
     return kept[-count:]
 
 
@@ -63,7 +64,8 @@ def excerpt(path: Path, count: int = EXCERPT_LINES) -> list[str]:
             data = handle.read()
     except OSError:
         return []
-    lines = data.decode("utf-8", "replace").splitlines()
+    # Split on newlines only: str.splitlines() would also break at \x0b, \x1c-\x1e and \x85.
+    lines = data.decode("utf-8", HOST_ERRORS).split("\n")
     if size > _READ_BYTES:
         lines = lines[1:]  # the first one is probably cut
     return trim(lines, count)
@@ -104,7 +106,7 @@ class SliceLog:
 
     def write(self, line: str) -> None:
         """Stamp and keep one line (or a multi-line message), within the limit."""
-        data = (stamp(line) + "\n").encode("utf-8", "replace")
+        data = (stamp(line) + "\n").encode("utf-8", LOG_ERRORS)  # the host's bytes, as sent
         if self._newer is None and self._file.tell() + len(data) <= self._head:
             self._file.write(data)
             self._file.flush()  # so `tail -f` on the log follows the build

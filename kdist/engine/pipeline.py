@@ -70,6 +70,7 @@ from kdist.stages.gitrepo import MIRROR, Shipped, ship
 from kdist.stages.publish import Packager
 from kdist.stages.smoke import smoke_slice
 from kdist.stages.tests import run_tests
+from kdist.text import inert
 from kdist.transport import Progress, Transport
 
 if TYPE_CHECKING:
@@ -493,7 +494,8 @@ def _failed(slc: Slice, phase: str, exc: BaseException, took: float, log: str) -
         status = Status.INFRA
     else:
         status = Status.FAILED
-    return SliceResult(slc, status, took, phase, str(exc), log)
+    # The boundary where an error (often carrying host output) enters the run's result.
+    return SliceResult(slc, status, took, phase, inert(str(exc), newlines=True), log)
 
 
 @contextlib.contextmanager
@@ -513,8 +515,8 @@ def _metered(reporter: Reporter, host: str, key: str, direction: str) -> Iterato
 
 def _log_sink(log: SliceLog, slc: Slice, reporter: Reporter) -> Callable[[str], None]:
     def sink(line: str) -> None:
-        log.write(line)
-        reporter.emit(OutputLine(slc.key, line))
+        log.write(line)  # raw: the log is the evidence
+        reporter.emit(OutputLine(slc.key, inert(line)))  # the boundary: events carry no controls
 
     return sink
 

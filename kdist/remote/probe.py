@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kdist.errors import KdistError
 from kdist.model import UNAME_TO_GOARCH, Host, Platform
 from kdist.remote.hostside import host_script
+from kdist.text import inert
 from kdist.transport import Transport
 
 # One probe, one round trip: facts for `hosts check` and platform detection.
@@ -54,7 +55,10 @@ def parse_probe(text: str) -> Facts:
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()
-    tools = {k.removeprefix("tool."): v for k, v in values.items() if k.startswith("tool.")}
+    # The boundary for tool versions: `hosts check` shows what a host's `go version` printed.
+    tools = {
+        inert(k.removeprefix("tool.")): inert(v) for k, v in values.items() if k.startswith("tool.")
+    }
     free = values.get("disk_free_kb", "")
     return Facts(
         arch=UNAME_TO_GOARCH.get(values.get("arch", ""), ""),

@@ -42,6 +42,7 @@ from kdist.errors import InfraError
 from kdist.model import CommandResult, ContainerSpec, DaemonReport, Host, Platform
 from kdist.remote import hostside
 from kdist.remote.argv import owner_of, socket_access
+from kdist.text import HOST_ERRORS
 from kdist.transport import LineSink, OutputCollector, Transport
 
 LABEL = "io.kdist"
@@ -304,12 +305,12 @@ class Lines:
         """Take a chunk; complete lines go to the collector."""
         *done, self._partial = (self._partial + data).split(b"\n")
         for line in done:
-            self._collector.feed(line.decode("utf-8", "replace"))
+            self._collector.feed(line.decode("utf-8", HOST_ERRORS))  # bytes kept, see kdist.text
 
     def close(self) -> None:
         """Flush an unterminated last line."""
         if self._partial:
-            self._collector.feed(self._partial.decode("utf-8", "replace"))
+            self._collector.feed(self._partial.decode("utf-8", HOST_ERRORS))
             self._partial = b""
 
 

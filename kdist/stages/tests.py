@@ -13,6 +13,7 @@ from kdist.engine.timeline import span
 from kdist.errors import KdistError
 from kdist.events import Note, Reporter
 from kdist.remote.argv import to_shell
+from kdist.text import LOG_ERRORS, inert
 
 
 async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
@@ -23,7 +24,7 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
     command = to_shell(job.profile.test)
     reporter.emit(Note(f"unit tests on {name}: {command}"))
     log_path = job.output / "logs" / "test.log"
-    with log_path.open("w", encoding="utf-8") as log:
+    with log_path.open("w", encoding="utf-8", errors=LOG_ERRORS) as log:  # the host's bytes
         log.write(stamp(f"$ {command}") + "\n")
         try:
             with span(reporter, "tests", name):
@@ -45,14 +46,15 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
                         timeout=job.limits.slice_timeout,
                     )  # fmt: skip
         except KdistError as exc:
-            outcome.test_error = f"{name}: unit tests could not run: {exc}"
+            outcome.test_error = inert(f"{name}: unit tests could not run: {exc}", newlines=True)
             return
     outcome.tests = result
     if result.ok:
         reporter.emit(Note(f"unit tests passed on {name} in {result.duration:.1f}s"))
     else:
-        outcome.test_error = (
+        outcome.test_error = inert(
             f"{name}: unit tests failed (exit {result.returncode}); "
-            f"see {log_path}\n{result.tail(10)}"
-        )
+            f"see {log_path}\n{result.tail(10)}",
+            newlines=True,
+        )  # the test's last lines are the host's words
         reporter.emit(Note(outcome.test_error, "error"))

@@ -15,6 +15,7 @@ from pathlib import Path
 from kdist.errors import CommandTimeout, HeadNodeError
 from kdist.model import CommandResult, Host
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
+from kdist.text import HOST_ERRORS
 from kdist.transport import LineSink, OutputCollector, Progress, Spawned
 
 
@@ -88,7 +89,7 @@ class _LocalSpawned:
     async def readline(self) -> str:
         """The next output line ('' at EOF)."""
         assert self._proc.stdout is not None
-        return (await self._proc.stdout.readline()).decode("utf-8", "replace")
+        return (await self._proc.stdout.readline()).decode("utf-8", HOST_ERRORS)
 
     async def close(self) -> None:
         """End its stdin and wait for it (killing it if it lingers)."""
@@ -193,7 +194,7 @@ async def _communicate(
         proc.stdin.close()
     assert proc.stdout is not None
     async for raw in proc.stdout:
-        collector.feed(raw.decode("utf-8", "replace"))
+        collector.feed(raw.decode("utf-8", HOST_ERRORS))
     code = await proc.wait()
     if proc.stdin is not None:
         proc.stdin.close()

@@ -26,6 +26,7 @@ import asyncssh
 from kdist.errors import CommandTimeout, ConfigError, ConnectError, ConnectionLost
 from kdist.model import CommandResult, Endpoint, Host
 from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
+from kdist.text import HOST_ERRORS, inert
 from kdist.transport import LineSink, OutputCollector, Progress, Spawned, SshOptions, rsh
 from kdist.transport.local import run_rsync
 
@@ -109,7 +110,7 @@ class SshTransport:
         except asyncssh.HostKeyNotVerifiable:
             raise
         except asyncssh.PermissionDenied as exc:
-            msg = f"{where}: authentication failed ({exc.reason})"
+            msg = f"{where}: authentication failed ({inert(exc.reason)})"
             raise ConnectError(msg) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
             msg = f"{where}: unreachable: no SSH answer within {limit:g}s"
@@ -117,14 +118,14 @@ class SshTransport:
         except asyncssh.ChannelOpenError as exc:
             msg = (
                 f"{where}: the jump host would not open a connection to {hop.address}:{hop.port} "
-                f"({exc.reason}); its sshd needs AllowTcpForwarding yes (or local)"
+                f"({inert(exc.reason)}); its sshd needs AllowTcpForwarding yes (or local)"
             )
             raise ConnectError(msg) from exc
         except (OSError, asyncssh.Error) as exc:
-            msg = f"{where}: unreachable: {exc}"
+            msg = f"{where}: unreachable: {inert(str(exc))}"  # the server's own words
             raise ConnectError(msg) from exc
         except ValueError as exc:  # asyncssh re-reads ssh_config, or cannot load a key file
-            msg = f"{where}: {exc}"
+            msg = f"{where}: {inert(str(exc))}"
             raise ConnectError(msg) from exc
 
     def _connect_args(
@@ -227,7 +228,7 @@ class SshTransport:
                 self._timeout(hop),
             )
         except (asyncio.TimeoutError, TimeoutError, OSError, asyncssh.Error, ValueError) as exc:
-            return f"a key kdist could not fetch again ({exc or 'timeout'})"
+            return f"a key kdist could not fetch again ({inert(str(exc)) or 'timeout'})"
         if key is None:
             return "no host key"
         return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
@@ -294,8 +295,10 @@ class SshTransport:
         command = to_shell(in_dir(argv, cwd, env or {}))
         proc: asyncssh.SSHClientProcess[str] | None = None
         try:
+            # surrogateescape keeps bytes that are not UTF-8: the log gets them back as sent,
+            # and kdist.text shows each one as \xNN.
             proc = await conn.create_process(
-                command, stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
+                command, stderr=asyncssh.STDOUT, encoding="utf-8", errors=HOST_ERRORS
             )
             returncode = await asyncio.wait_for(
                 _communicate(proc, stdin, collector, hold_stdin), timeout
@@ -319,14 +322,15 @@ class SshTransport:
         conn = self._connection()
         try:
             proc = await conn.create_process(
-                to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"
+                to_shell(argv), stderr=asyncssh.STDOUT, encoding="utf-8", errors=HOST_ERRORS
             )
         except (OSError, asyncssh.Error) as exc:
             raise self._lost(f"starting {argv[0]}", exc) from exc
         return _SshSpawned(proc)
 
     def _lost(self, doing: str, exc: BaseException) -> ConnectionLost:
-        return ConnectionLost(f"{self.label}: connection lost while {doing}: {exc}")
+        # A disconnect carries the server's reason text: a hostile host chooses it.
+        return ConnectionLost(f"{self.label}: connection lost while {doing}: {inert(str(exc))}")
 
     async def push(
         self, src: Path, dest: str, *, progress: Progress | None = None
@@ -369,14 +373,14 @@ class SshTransport:
             probe.close()
         except asyncssh.ChannelOpenError as exc:
             msg = (
-                f"{self.label}: cannot reach {remote_path} over SSH ({exc.reason}): nothing "
+                f"{self.label}: cannot reach {remote_path} over SSH ({inert(exc.reason)}): nothing "
                 "listens there, or sshd forbids forwarding (AllowTcpForwarding no)"
             )
             raise ConnectError(msg) from exc
         try:
             await conn.forward_local_path(local, remote_path)
         except (OSError, asyncssh.Error) as exc:
-            msg = f"{self.label}: cannot forward {remote_path}: {exc}"
+            msg = f"{self.label}: cannot forward {remote_path}: {inert(str(exc))}"
             raise ConnectError(msg) from exc
         self._forwards[remote_path] = local
         return local
