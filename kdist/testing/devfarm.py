@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +50,7 @@ DEFAULT_PLATFORMS: tuple[tuple[str, ...], ...] = (
 )
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+_STARTERS = 8  # processes started at once while a farm starts
 FARM_SPEC = "farm.json"
 _BANNER = b"SSH-2.0-"
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -296,6 +298,7 @@ class Farm:
         gocache: Path | None = None,
         docker_socket: Path | None = None,
         no_forwarding: Sequence[str] = (),
+        login_rc: bool = True,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -310,6 +313,10 @@ class Farm:
         self.root = Path(root).resolve()
         # Hosts whose sshd forwards no TCP: neither docker sockets nor ProxyJump go through them.
         self.no_forwarding = frozenset(no_forwarding)
+        # False: login shells skip the user's rc files (Debian's bash reads ~/.bashrc for a
+        # command run by sshd only below SHLVL 2), so a benchmark of many hosts on one machine
+        # measures the head node, not 200 copies of this machine's ~/.bashrc.
+        self.login_rc = login_rc
         self._gocache = Path(gocache).resolve() if gocache else None
         self.docker_socket = docker_socket  # every host's docker_socket (one daemon for all)
         self.count = count
@@ -359,6 +366,7 @@ class Farm:
             platforms=[list(p) for p in spec["platforms"]],
             capacity=int(spec["capacity"]),
             no_forwarding=spec.get("no_forwarding", []),
+            login_rc=spec.get("login_rc", True),
         )
 
     def _write_spec(self) -> None:
@@ -370,6 +378,7 @@ class Farm:
             "platforms": [list(h.platforms) for h in self.hosts if h.platforms],
             "capacity": self.capacity,
             "no_forwarding": sorted(self.no_forwarding),
+            "login_rc": self.login_rc,
         }
         self.spec_path.write_text(json.dumps(spec, indent=2) + "\n")
 
@@ -445,7 +454,7 @@ class Farm:
             "LoginGraceTime 30",
             "ClientAliveInterval 15",
             "Subsystem sftp internal-sftp",
-            f"SetEnv KDIST_FARM_HOST={host.name}",
+            f"SetEnv KDIST_FARM_HOST={host.name}{'' if self.login_rc else ' SHLVL=1'}",
             *self._version_specific_config(),
         ]
         return "\n".join(lines) + "\n"
@@ -620,9 +629,12 @@ class Farm:
         self.root.mkdir(parents=True, exist_ok=True)
         self._cleanup_stale()
         self._ensure_client_key()
-        for host in self.hosts:
-            self._ensure_host_files(host)
-            self._check_free(host)
+        self._version_specific_config()  # asked once, before the threads below share it
+        # ssh-keygen, `sshd -t` and sshd's own start are each a process: a 200-host farm
+        # starts in seconds when they run side by side.
+        with ThreadPoolExecutor(max_workers=_STARTERS) as pool:
+            list(pool.map(self._ensure_host_files, self.hosts))
+            list(pool.map(self._check_free, self.hosts))
         self._write_known_hosts()
         self._write_hostname()
         self.inventory_path.write_text(self.inventory_text())
@@ -631,16 +643,17 @@ class Farm:
         try:
             for host in self.hosts:
                 host.log.write_text("")  # a fresh farm counts logins from zero
-                self._launch(host)
-            self._wait_ready(self.hosts)
+            with ThreadPoolExecutor(max_workers=_STARTERS) as pool:
+                list(pool.map(self._launch, self.hosts))
+            self._wait_ready(self.hosts, READY_TIMEOUT + self.count * 0.05)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Stop every sshd of this farm and its sessions; safe to call repeatedly."""
-        for host in self.hosts:
-            self.stop_host(host.name)
+        with ThreadPoolExecutor(max_workers=_STARTERS) as pool:
+            list(pool.map(self.stop_host, [host.name for host in self.hosts]))
 
     def stop_host(self, name: str) -> None:
         """Stop one host's sshd and kill its open sessions (simulates the host going down)."""
@@ -739,6 +752,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--capacity", type=int, default=1, help="per-host capacity (default 1)")
     start.add_argument(
+        "--no-login-rc",
+        action="store_true",
+        help="login shells skip ~/.bashrc (many hosts on one machine: measure the head node)",
+    )
+    start.add_argument(
         "--detect-platforms",
         action="store_true",
         help="omit platforms from the inventory so kdist detects them (uname -m)",
@@ -775,6 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 platforms=[] if args.detect_platforms else None,
                 capacity=args.capacity,
+                login_rc=not args.no_login_rc,
             )
             began = time.monotonic()
             farm.start()

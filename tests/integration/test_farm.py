@@ -301,3 +301,13 @@ def test_second_farm_on_same_addresses_fails_clearly(farm: Farm, tmp_path: Path)
         other.start()
     assert farm_processes(other.root) == []
     assert ssh(farm, farm.host("h1"), "true").returncode == 0
+
+
+def test_farm_without_login_rc_sets_the_shell_level(tmp_path: Path) -> None:
+    """login_rc=False: sessions start at SHLVL=1, so Debian's bash skips ~/.bashrc; reloads keep it."""
+    with Farm(tmp_path / "farm", 1, first_address=FIRST, login_rc=False) as farm:
+        shown = ssh(farm, farm.host("h1"), "env")
+        assert shown.returncode == 0, shown.stderr
+        assert "KDIST_FARM_HOST=h1" in shown.stdout
+        assert Farm.load(farm.root).login_rc is False
+        assert "SetEnv KDIST_FARM_HOST=h1 SHLVL=1" in farm.host("h1").config.read_text()
