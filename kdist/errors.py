@@ -92,6 +92,10 @@ class MissingArtifacts(KdistError):
     """A build exited 0 but left out binaries the slice must bring back."""
 
 
+class Superseded(KdistError):
+    """A hedged slice's other build was verified first: these binaries are not moved in."""
+
+
 class IntegrityError(KdistError):
     """Something received from a build host failed verification."""
 

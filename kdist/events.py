@@ -101,6 +101,26 @@ class SliceFinished:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """The scheduler's estimate of the run's end, made anew as slices start and finish."""
+
+    remaining: float  # seconds until every slice is built, from `at`
+    at: float  # Unix time of the estimate
+
+
+@dataclass(frozen=True)
+class Hedged:
+    """A straggler got a twin on another host; `winner` is set once one of them finished."""
+
+    key: str  # Slice.key
+    host: str  # where the straggling build runs
+    twin: str  # where the twin runs
+    after: float  # seconds the straggler had been building
+    winner: str = ""  # '' while both run
+    stopped: str = ""  # the loser's host, whose build was stopped
+
+
+@dataclass(frozen=True)
 class Note:
     """Something the user should read: a host left out, a cross-compiled platform, a warning."""
 
@@ -125,6 +145,8 @@ Event = (
     | Transfer
     | Span
     | SliceFinished
+    | Estimate
+    | Hedged
     | Note
     | RunFinished
 )

@@ -215,6 +215,9 @@ class Limits:
     artifact_file_bytes: int = 2 * GiB  # one artifact (a Kubernetes server binary is ~150 MB)
     artifact_bytes: int = 16 * GiB  # all artifacts of one slice together
     packaging_room: float = 1.0  # free space wanted besides a pull, as a share of its size
+    # A straggler is also at least this many seconds past its estimate: a twin costs a sync
+    # and a slot, which a build a few seconds late does not repay.
+    hedge_margin: float = 5.0
 
 
 MIN_LOG_LIMIT = 64 * KiB  # below this a log could not keep one long line of head and of tail
@@ -275,11 +278,19 @@ class Plan:
     env: Mapping[str, Mapping[str, str]]  # per host name: the environment of its builds
     notes: tuple[str, ...] = ()
     test_host: str = ""  # where the unit tests run: the least loaded host of the plan
+    # Slice key -> (start, end), seconds from the run's start, as the estimates expect them.
+    expected: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    critical: tuple[str, ...] = ()  # slice keys of the slot that finishes last, in order
 
     @property
     def hosts(self) -> tuple[str, ...]:
         """Names of hosts that have work, in first-use order."""
         return tuple(dict.fromkeys(s.host for s in self.slices))
+
+    @property
+    def makespan(self) -> float:
+        """The expected seconds until every slice is built (0.0 when nothing is expected)."""
+        return max((end for _, end in self.expected.values()), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -340,11 +351,23 @@ class SliceResult:
     reproduction: Reproduction | None = None  # the second build, when this slice was sampled
     smoke: tuple[SmokeTest, ...] = ()  # each binary run on a native host (profile `smoke:`)
     excerpt: tuple[str, ...] = ()  # a failed slice: the last lines of its log, noise trimmed
+    hedge: Hedge | None = None  # a straggler got a twin on another host
 
     @property
     def ok(self) -> bool:
         """True when the slice built and its binaries were collected."""
         return self.status is Status.OK
+
+
+@dataclass(frozen=True)
+class Hedge:
+    """A slice whose build straggled and got a twin on another host; the first one won."""
+
+    host: str  # where the straggling build ran
+    twin: str  # where its twin ran
+    after: float  # seconds the straggler had been building when the twin started
+    winner: str  # whose binaries are in the output
+    stopped: str = ""  # whose build was stopped ('' when it had already ended)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         limits=replace(
             run.limits, log_limit=run.log_limit or profile.log_limit or run.limits.log_limit
         ),
+        hedge=run.hedge,
         container=container_spec(profile, source, os.environ, run.container),
         go_pin=toolchain.read_pin(source),
         allow_toolchain_drift=run.allow_toolchain_drift,
@@ -264,6 +265,16 @@ def _write_document(output: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+def critical_line(the_plan: Plan) -> str:
+    """`h1: linux-s390x 0-40s` and so on for each slice of the slot that finishes last."""
+    by_key = {s.key: s for s in the_plan.slices}
+    steps = []
+    for key in the_plan.critical:
+        start, end = the_plan.expected[key]
+        steps.append(f"{by_key[key].platform} on {by_key[key].host} {start:.0f}-{end:.0f}s")
+    return " -> ".join(steps) or "none"
+
+
 def _show_plan(
     job: Job, hosts: Sequence[Host], the_plan: Plan, display: Display, started: float
 ) -> ExitStatus:
@@ -275,15 +286,18 @@ def _show_plan(
         [
             s["platform"],
             s["host"] + (" (cross)" if s["cross"] else ""),
+            f"{s['expected_start']:.0f}s",
+            f"{s['expected_end']:.0f}s",
             s.get("container_command", s["command"]),
         ]
         for s in doc["slices"]
     ]
     print_table(
         f"kdist plan: {job.profile.name} {job.version.version} (dry run)",
-        ["platform", "host", "command on the host"],
+        ["platform", "host", "start", "end", "command on the host"],
         rows,
     )
+    print(f"\nexpected: {doc['expected_seconds']:.0f}s; critical path: {critical_line(the_plan)}")
     for host in doc["hosts"]:
         print(f"\n{host['name']}: workdir {host['workdir']}")
         print(f"{host['name']}: sync    {host['sync']}")

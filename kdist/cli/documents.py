@@ -92,6 +92,8 @@ def plan_summary(
             "remote_command": to_shell(in_dir(s.argv, s.workdir, slice_env(s, the_plan))),
             "artifacts": s.artifacts,
             "env": _env_words(slice_env(s, the_plan)),
+            "expected_start": the_plan.expected.get(s.key, (0.0, 0.0))[0],
+            "expected_end": the_plan.expected.get(s.key, (0.0, 0.0))[1],
         }
         for s in the_plan.slices
     ]
@@ -107,6 +109,8 @@ def plan_summary(
         "slices": slices,
         "hosts": host_docs,
         "after": _after(job, the_plan),
+        "expected_seconds": round(the_plan.makespan, 3),
+        "critical_path": list(the_plan.critical),
         "images": planned_images(job, tuple(s.platform for s in the_plan.slices)),
         "notes": version_warnings(job.version) + list(the_plan.notes),
     }
@@ -215,6 +219,7 @@ def _slice_doc(job: Job, r: SliceResult) -> dict[str, Any]:
         "host_key": r.record.host_key if r.record else None,
         "toolchain": r.record.toolchain if r.record else None,
         "reproducibility": _reproduction_doc(r),
+        "hedge": _hedge_doc(r),
         "smoke": [
             {"binary": s.binary, "host": s.host or None, "ok": s.ok if s.tested else None}
             for s in r.smoke
@@ -282,7 +287,34 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
         "package_error": result.package_error,
         "tests": _tests_doc(result),
         "toolchain": result.toolchain,
+        "schedule": _schedule_doc(result),
         "notes": result.notes,
+    }
+
+
+def _schedule_doc(result: RunResult) -> dict[str, Any]:
+    """What the plan expected, and how the estimate of the end moved during the run."""
+    return {
+        "expected_seconds": round(result.plan.makespan, 3),
+        "critical_path": list(result.plan.critical),
+        "eta": [
+            {"at": timestamp(at), "remaining": round(left, 3), "finish": timestamp(at + left)}
+            for at, left in result.estimates
+        ],
+        "hedges": [_hedge_doc(r) for r in result.results if r.hedge is not None],
+    }
+
+
+def _hedge_doc(r: SliceResult) -> dict[str, Any] | None:
+    if r.hedge is None:
+        return None
+    return {
+        "platform": str(r.slice.platform),
+        "host": r.hedge.host,
+        "twin": r.hedge.twin,
+        "after": r.hedge.after,
+        "winner": r.hedge.winner,
+        "stopped": r.hedge.stopped,
     }
 
 

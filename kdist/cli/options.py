@@ -75,6 +75,7 @@ class RunOptions:
     dry_run: bool = False
     container: bool | None = None  # --container / --native; None: the profile decides
     timeline: Path | None = None  # --timeline: the run's phases as a Chrome trace
+    hedge: bool = True  # --no-hedge: a straggling build never gets a twin
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="keep at most this much of each slice's log: its first half and its last lines "
         f"(e.g. 1M; default: the profile's log_limit, else {format_size(_LIMITS.log_limit)})",
+    )
+    p.add_argument(
+        "--no-hedge",
+        dest="hedge",
+        action="store_const",
+        const=False,
+        default=argparse.SUPPRESS,  # the default lives in RunOptions
+        help="never start a twin of a straggling build on an idle host",
     )
     p.add_argument(
         "--allow-toolchain-drift",

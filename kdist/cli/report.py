@@ -21,7 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from kdist.events import (
+    Estimate,
     Event,
+    Hedged,
     LogTruncated,
     Note,
     NullReporter,
@@ -76,6 +78,8 @@ class _Row:
     attempt: int = 1
     moved_from: str = ""  # the host of the attempt before, when the slice moved
     pulled: int = 0  # bytes its pull moved so far
+    twin: str = ""  # the host of a straggler's twin, while both build
+    hedge: str = ""  # after a hedge: who won, who was stopped
 
     @property
     def ok(self) -> bool:
@@ -90,6 +94,7 @@ class _Board:
         self.rows: dict[str, _Row] = {}
         self.run: RunStarted | None = None
         self.synced: dict[str, int] = {}  # host -> bytes its sync moved so far
+        self.estimate: tuple[float, float] | None = None  # (clock when told, seconds left)
 
     def load(self, plan: Plan) -> None:
         """Queue every slice of the plan."""
@@ -100,12 +105,37 @@ class _Board:
         row = self.rows.get(key)
         if row is None or row.result is not None:
             return None
+        if host and host == row.twin:
+            return row  # the twin's phases: the row follows the straggler until one wins
+        if host and host != row.host and row.started is not None:
+            row.moved_from = row.host  # a new attempt elsewhere (the queue may pick any host)
+        row.host = host or row.host
         if row.started is None:
             row.started = now
-        if host and host != row.host:
-            row.moved_from, row.host = row.host, host
         row.attempt = attempt or row.attempt
         row.phase = phase
+        return row
+
+    def update(self, event: Transfer | Estimate | Hedged, now: float) -> None:
+        """Bytes moved, a new estimate of the end (told at `now`), or a hedge."""
+        if isinstance(event, Transfer):
+            self.transfer(event)
+        elif isinstance(event, Estimate):
+            self.estimate = (now, event.remaining)
+        else:
+            self.hedged(event)
+
+    def hedged(self, event: Hedged) -> _Row | None:
+        """A straggler got a twin, or the race between them ended."""
+        row = self.rows.get(event.key)
+        if row is None:
+            return None
+        if not event.winner:
+            row.twin = event.twin
+            return row
+        row.twin, row.host = "", event.winner
+        stopped = f", {event.stopped} stopped" if event.stopped else ""
+        row.hedge = f"hedged: {event.winner} won{stopped}"
         return row
 
     def transfer(self, event: Transfer) -> None:
@@ -178,10 +208,14 @@ def header(run: RunStarted) -> str:
 def eta(board: _Board, now: float) -> float | None:
     """Seconds until every slice is done, from how long slices took (None: nothing to go by).
 
-    A slice's guess is what the journal recorded for it, else the mean of the journal's (or,
-    without a journal, of this run's finished slices); each host works through its share at
-    its capacity, and the busiest host decides.
+    The scheduler's estimate wins when it gave one (it knows the queue and each host's speed).
+    Otherwise a slice's guess is what the plan expected of it, else the mean of those (or of
+    this run's finished slices); each host works through its share at its capacity, and the
+    busiest host decides.
     """
+    if board.estimate is not None:  # the scheduler's own estimate, made as slices moved
+        told, remaining = board.estimate
+        return max(remaining - (now - told), 0.0)
     run = board.run
     expected = dict(run.expected) if run is not None else {}
     capacity = dict(run.capacity) if run is not None else {}
@@ -229,7 +263,13 @@ def _host_label(s: Slice) -> str:
 def _row_host(row: _Row) -> str:
     """The slice's current host; after a move, `h3 (from h2)`."""
     host = row.host or row.slice.host
-    return f"{host} (from {row.moved_from})" if row.moved_from else _host_label(row.slice)
+    if row.twin:
+        return f"{host} + twin on {row.twin}"
+    if row.hedge:
+        return f"{host} ({row.hedge})"
+    if row.moved_from:
+        return f"{host} (from {row.moved_from})"
+    return f"{host} (cross)" if row.host == row.slice.host and row.slice.cross else host
 
 
 def _summary_rows(rows: Sequence[_Row]) -> list[list[str]]:
@@ -420,8 +460,8 @@ class RichReporter:
                 self._start()
             case PhaseStarted(key=key, phase=phase, host=host, attempt=attempt):
                 self._board.phase(key, phase, host, attempt, self.clock())
-            case Transfer():
-                self._board.transfer(event)
+            case Transfer() | Estimate() | Hedged():
+                self._board.update(event, self.clock())
             case OutputLine(key=key, line=line):
                 row = self._board.rows.get(key)
                 if row is not None:
@@ -584,12 +624,21 @@ class PlainReporter:
                 return [f"{tag} {direction}: {_bytes(done)} moved"] if done else []
             case SliceFinished(result=result):
                 self._board.finish(result)
-                return [self._finished(result)]
+                return [self._finished(result) + self._eta()]
+            case Estimate() | Hedged():
+                self._board.update(event, 0.0)  # an estimate is read at once: no clock needed
             case Note(text=text, level=level) | LogTruncated(text=text, level=level):
                 return [f"[{'note' if level == 'info' else level}] {text}"]
             case RunFinished(ok=ok, summary=summary):
                 return self._summary(ok, summary)
         return []
+
+    def _eta(self) -> str:
+        """` · ETA 0:00:12` while slices are left and the scheduler has an estimate."""
+        left = [r for r in self._board.rows.values() if r.result is None]
+        if not left or self._board.estimate is None:
+            return ""
+        return f" · ETA {_clock(self._board.estimate[1])}"
 
     def _tag(self, key: str) -> str:
         """`[host os/arch]` for a slice key (the bare key if the plan never named it)."""

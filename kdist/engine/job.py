@@ -50,6 +50,7 @@ class Job:
     allow_toolchain_drift: bool = False  # build anyway when toolchains differ; provenance says so
     reproduce: int = 0  # slices rebuilt on a second host and compared (REPRODUCE_ALL: each)
     sign_key: Path | None = None  # ssh-keygen -Y sign key for SHA256SUMS, SHA512SUMS, provenance
+    hedge: bool = True  # a straggling build gets a twin on an idle host (--no-hedge: never)
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
         """The binaries a slice must bring back (None: whatever the build made)."""
@@ -111,6 +112,7 @@ class RunResult:
     started: float = 0.0  # Unix time
     finished: float = 0.0
     toolchain: dict[str, Any] = field(default_factory=dict)  # the agreement, for the provenance
+    estimates: list[tuple[float, float]] = field(default_factory=list)  # (Unix time, seconds left)
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,6 @@ same digests and the right architecture, reuses them instead of building again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdist import __version__
 from kdist.config.profile import platform_env
+from kdist.engine.estimate import History
 from kdist.engine.treedigest import TREE_CACHE, tree_digest
 from kdist.errors import KdistError
 from kdist.model import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 RELEASE_DIR = "release-tars"
 
 JOURNAL = ".kdist/journal.json"
+HISTORY = ".kdist/history.json"  # build times per (platform, host), for the placement
 
 
 def slice_key(
@@ -188,6 +189,37 @@ class Journal:
             tmp.unlink(missing_ok=True)  # a full disk leaves no half-written journal behind
 
 
+def load_history(output: Path) -> History:
+    """The build times recorded under `output` (empty when missing or damaged)."""
+    try:
+        raw = json.loads((output / HISTORY).read_text())
+        samples = {
+            (str(e["platform"]), str(e["host"])): tuple(float(x) for x in e["seconds"])
+            for e in raw["samples"]
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return History()
+    return History(samples)
+
+
+def save_history(output: Path, history: History) -> None:
+    """Write the build times atomically (a failed write only costs the next estimates)."""
+    doc = {
+        "samples": [
+            {"platform": p, "host": h, "seconds": list(v)}
+            for (p, h), v in sorted(history.samples.items())
+        ]
+    }
+    path = output / HISTORY
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Memo:
     """The journal as the pipeline uses it: reuse verified slices, remember new ones."""
 
@@ -198,25 +230,26 @@ class Memo:
         self.container = container  # the build images and their ids, for container builds
         self.git = ""  # the digest of the git answers the hosts get ("": none are shipped)
         self._reusable: dict[str, JournalEntry | None] = {}
+        self.output: Path | None = None  # set: build times are learned into its history
+        self.history = History()
+
+    def learn(self, platform: Platform, host: str, seconds: float) -> None:
+        """Add one build time to the history and write it (releases and builds alike)."""
+        if self.output is None or seconds <= 0:
+            return
+        self.history = self.history.add(str(platform), host, seconds)
+        save_history(self.output, self.history)
 
     @classmethod
     async def open(cls, job: Job, container: str = "") -> Memo:
         """Journal and tree digest for a release; a no-op memo for builds or --rebuild."""
         if not job.package:
-            return cls(None, "")
-        tree = await asyncio.to_thread(tree_digest, job.source, job.output / TREE_CACHE)
-        return cls(Journal(job.output), tree, container)
-
-    def durations(self) -> dict[str, float]:
-        """Seconds each slice (by key) took when it was last built, as far as the journal knows."""
-        if self.journal is None:
-            return {}
-        found = {}
-        for platform, entry in self.journal.entries.items():
-            with contextlib.suppress(ValueError):  # a damaged entry only costs the estimate
-                if entry.duration > 0:
-                    found[Platform.parse(platform).dashed] = entry.duration
-        return found
+            memo = cls(None, "")
+        else:
+            tree = await asyncio.to_thread(tree_digest, job.source, job.output / TREE_CACHE)
+            memo = cls(Journal(job.output), tree, container)
+        memo.output, memo.history = job.output, load_history(job.output)
+        return memo
 
     def _key(self, job: Job, slc: Slice) -> str:
         return slice_key(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdist.config.version import version_defs, version_warnings
-from kdist.engine import plan, reproduce, toolchain
+from kdist.engine import hedging, plan, reproduce, toolchain
 from kdist.engine.context import RunContext
 from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import Memo
@@ -120,7 +121,8 @@ async def execute(
             packager.start()
         results = await _all_or_none(_slice_task(ctx, s) for s in the_plan.slices)
         outcome = RunResult(the_plan, results, notes=reporter.notes, run_id=run_id,
-                            started=started, toolchain=gate.as_dict())  # fmt: skip
+                            started=started, toolchain=gate.as_dict(),
+                            estimates=reporter.estimates)  # fmt: skip
         if published is not None:
             outcome.tarballs = published  # the tests passed for exactly these inputs already
         else:
@@ -183,7 +185,7 @@ def _run_started(
         started=started,
         command="release" if job.package else "build",
         capacity={h.name: h.capacity for h in hosts},
-        expected=memo.durations(),
+        expected={k: end - start for k, (start, end) in the_plan.expected.items()},
     )
 
 
@@ -213,6 +215,8 @@ def _scheduler(
         setup=lambda session: _setup_host(job, session, run_id, boxes, reporter, gate, shipped),
         reporter=reporter,
         excluded=dict(prepared.down),
+        estimates=dataclasses.replace(prepared.estimates, margin=job.limits.hedge_margin),
+        hedge=job.hedge,
     )
 
 
@@ -311,7 +315,7 @@ async def _setup_host(
 
 
 async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
-    """Attempts of one slice until it succeeds, fails for real, or no host is left; then pack."""
+    """One slice: reused, or built from the queue (off failed hosts), then checked and packed."""
     job, memo = ctx.job, ctx.memo
     log_path = ctx.log_path(slc)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,28 +335,51 @@ async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
 
 
 async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
-    """Attempts on one host after another while hosts fail, then the checks; and how many."""
+    """Attempts from the queue, host after host while hosts fail, then the checks; how many."""
     job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
-    current, attempt = slc, 1
+    attempt, result = 1, None
     while True:
-        result = await _attempt(ctx, current, attempt)
+        host = await sched.queue.acquire(slc.platform)
+        if host is None:
+            result = result or _no_host(ctx, slc)
+            break
+        here = sched.slice_on(slc.platform, host)
+        result = await hedging.race(
+            here, sched, functools.partial(_on_slot, ctx), reporter, attempt, ctx.memo
+        )
         if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
             break
-        sched.exclude(current.host, result.error.splitlines()[0] if result.error else "failed")
-        moved = sched.reassign(current)
-        if moved is None:
-            break
         why = result.error.splitlines()[0] if result.error else result.status.value
-        reporter.emit(
-            Note(f"{slc.platform}: retrying on {moved.host} (attempt {attempt + 1}): {why}")
-        )
+        sched.exclude(result.slice.host, why)
+        reporter.emit(Note(f"{slc.platform}: back in the queue (attempt {attempt + 1}): {why}"))
         await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
-        current, attempt = moved, attempt + 1
+        attempt += 1
     if result.ok:
         result = await _check(ctx, result)
     if result.ok:
         ctx.memo.remember(job, slc, result, sched.toolchain(result.slice.host))
     return result, attempt
+
+
+async def _on_slot(
+    ctx: RunContext, slc: Slice, number: int | str, claim: Callable[[str], bool]
+) -> SliceResult:
+    """One attempt in a slot the queue granted; the slot is given back however it ends."""
+    try:
+        result = await _attempt(ctx, slc, number, claim=claim)
+    finally:
+        ctx.sched.queue.release(slc.platform, slc.host)
+    if result.ok and result.record is not None:
+        ctx.memo.learn(slc.platform, slc.host, result.record.finished - result.record.started)
+    return result
+
+
+def _no_host(ctx: RunContext, slc: Slice) -> SliceResult:
+    """The result of a slice that no host left may build."""
+    excluded = sorted(ctx.sched.excluded.items())
+    why = "; ".join(f"{h}: {r.splitlines()[0]}" for h, r in excluded)
+    text = f"{slc.platform}: no host left that may build it" + (f" ({why})" if why else "")
+    return _failed(slc, "sync", InfraError(text), 0.0, str(ctx.log_path(slc)))
 
 
 async def _check(ctx: RunContext, result: SliceResult) -> SliceResult:
@@ -392,11 +419,16 @@ async def _finish(ctx: RunContext, result: SliceResult, start: float, attempts: 
 
 
 async def _attempt(
-    ctx: RunContext, slc: Slice, number: int | str, dest: Path | None = None
+    ctx: RunContext,
+    slc: Slice,
+    number: int | str,
+    dest: Path | None = None,
+    claim: Callable[[str], bool] | None = None,
 ) -> SliceResult:
     """One attempt of one slice on one host: set up the host, build, pull and verify.
 
-    The binaries land in the output (or `dest`, for a reproducibility rebuild).
+    The binaries land in the output (or `dest`, for a reproducibility rebuild); with twins,
+    only the attempt that `claim`s the slice first moves its binaries in.
     """
     job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
     attempt_id = ctx.attempt_id(slc, number)
@@ -416,6 +448,7 @@ async def _attempt(
             if slc.tree:  # its own copy of the tree: outputs of other slices stay out
                 await sync.slot(session.transport, slc.tree, slc.workdir)
             phase, started = "build", time.time()
+            sched.queue.building(slc.platform, slc.host)
             reporter.emit(PhaseStarted(slc.key, phase))
             with span(reporter, "build", slc.host, slc.key, attempt_id):
                 built = await build_slice(
@@ -443,6 +476,7 @@ async def _attempt(
                     job.artifact_root,
                     attempt_id,
                     progress,
+                    (lambda: claim(attempt_id)) if claim is not None else None,
                 )
     except HeadNodeError:
         raise  # the run stops: no build host is to blame

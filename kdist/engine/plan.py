@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from kdist.config.profile import (
     substitute,
     substitute_what,
 )
+from kdist.engine import placement
+from kdist.engine.estimate import Estimates
 from kdist.errors import PlanError
 from kdist.model import Host, Layout, Plan, Platform, Profile, Slice, VersionInfo
 
@@ -43,47 +44,48 @@ def tree_workdir(host: Host, req: PlanRequest) -> str:
 
 
 def make_plan(
-    hosts: Sequence[Host], natives: Mapping[str, tuple[Platform, ...]], req: PlanRequest
+    hosts: Sequence[Host],
+    natives: Mapping[str, tuple[Platform, ...]],
+    req: PlanRequest,
+    estimates: Estimates | None = None,
 ) -> Plan:
-    """Assign every requested platform to a host: native hosts first, least loaded, stable."""
+    """Place every requested platform the way a run will: one queue, longest first.
+
+    Pure and deterministic given the hosts and the estimates learned from their history.
+    """
     if not req.platforms:
         raise PlanError("no platforms to build")
     if not hosts:
         raise PlanError("no build hosts")
     usable = _pinned(hosts, req.pin) if req.pin else list(hosts)
-    load = dict.fromkeys((h.name for h in usable), 0)
-    order = {h.name: i for i, h in enumerate(usable)}
-    assigned: dict[Platform, tuple[Host, bool]] = {}
-    notes: list[str] = []
-
-    def pick(candidates: Sequence[Host]) -> Host:
-        best = min(candidates, key=lambda h: (load[h.name] / h.capacity, order[h.name]))
-        load[best.name] += 1
-        return best
-
-    def native_hosts(platform: Platform) -> list[Host]:
-        return [h for h in usable if platform in natives.get(h.name, ())]
-
-    # Most constrained platforms first, so a host that is the only native one for some
-    # platform is not filled up by platforms that have other choices.
-    ranked = sorted(
-        req.platforms,
-        key=lambda p: (len(native_hosts(p)) or math.inf, req.platforms.index(p)),
-    )
-    for platform in ranked:
-        candidates = native_hosts(platform)
-        if not candidates and req.native_only:
+    for platform in req.platforms:
+        if req.native_only and not any(platform in natives.get(h.name, ()) for h in usable):
             msg = f"{platform}: no native build host (and --native-only is set)"
             raise PlanError(msg)
-        host = pick(candidates or usable)
-        assigned[platform] = (host, not candidates)
-        if not candidates:
-            notes.append(f"{platform}: no native host; cross-compiled on {host.name}")
-    slices = tuple(_slice(p, *assigned[p], req) for p in req.platforms)
+    rules = placement.Rules(
+        tuple(usable), natives, estimates or Estimates(), cross=not req.native_only
+    )
+    timed = {t.platform: t for t in placement.simulate(rules, req.platforms)}
+    notes = [_cross_note(t, rules) for t in timed.values() if t.cross]
+    by_name = {h.name: h for h in usable}
+    slices = tuple(
+        make_slice(p, by_name[timed[p].host], timed[p].cross, req) for p in req.platforms
+    )
+    load = {h.name: sum(t.host == h.name for t in timed.values()) for h in usable}
     used = [h for h in usable if load[h.name]]
     env = {h.name: build_env(h, req) for h in used}
-    test_host = min(used, key=lambda h: (load[h.name] / h.capacity, order[h.name])).name
-    return Plan(slices=slices, env=env, notes=tuple(notes), test_host=test_host)
+    test_host = min(used, key=lambda h: (load[h.name] / h.capacity, usable.index(h))).name
+    expected = {p.dashed: (round(t.start, 3), round(t.end, 3)) for p, t in timed.items()}
+    critical = tuple(t.platform.dashed for t in placement.critical_path(list(timed.values())))
+    return Plan(slices=slices, env=env, notes=tuple(notes), test_host=test_host,
+                expected=expected, critical=critical)  # fmt: skip
+
+
+def _cross_note(t: placement.Timed, rules: placement.Rules) -> str:
+    """Why a platform is cross-compiled: no native host, or waiting for one would take longer."""
+    if any(rules.native(t.platform, h.name) for h in rules.hosts):
+        return f"{t.platform}: cross-compiled on {t.host}: sooner than waiting for a native host"
+    return f"{t.platform}: no native host; cross-compiled on {t.host}"
 
 
 def _pinned(hosts: Sequence[Host], name: str) -> list[Host]:
@@ -95,7 +97,8 @@ def _pinned(hosts: Sequence[Host], name: str) -> list[Host]:
     return chosen
 
 
-def _slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Slice:
+def make_slice(platform: Platform, host: Host, cross: bool, req: PlanRequest) -> Slice:
+    """One platform's slice on `host`: its command, workdir and artifacts folder there."""
     fields = fields_for(platform, req.version.version)
     template = build_template(req.profile, req.what)
     tree = tree_workdir(host, req)

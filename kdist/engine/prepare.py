@@ -6,11 +6,13 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdist.engine import plan
+from kdist.engine.estimate import Estimates, learn
 from kdist.engine.job import Job
+from kdist.engine.journal import load_history
 from kdist.engine.timeline import span
 from kdist.errors import ConnectError, KdistError, PlanError, head_node_faults
 from kdist.events import Note, NullReporter, Reporter
@@ -28,6 +30,7 @@ class Prepared:
     plan: Plan
     natives: dict[str, tuple[Platform, ...]]
     down: dict[str, str]
+    estimates: Estimates = field(default_factory=Estimates)  # learned from OUTPUT's history
 
 
 class Connections:
@@ -95,8 +98,10 @@ async def prepare(
     alive = [h for h in hosts if h.name not in down]
     if not alive:
         raise ConnectError("no usable build host:\n" + "\n".join(down.values()))
-    the_plan = plan.make_plan(alive, natives, job.request(_own_platform(job, alive, natives)))
-    return Prepared(the_plan, natives, down)
+    estimates = learn(load_history(job.output))
+    request = job.request(_own_platform(job, alive, natives))
+    the_plan = plan.make_plan(alive, natives, request, estimates)
+    return Prepared(the_plan, natives, down, estimates)
 
 
 def _own_platform(

@@ -1,8 +1,8 @@
-"""Hosts during a run: a session per host (connect, lock, sync, once), exclusion and failover.
+"""Hosts during a run: a session per host (connect, lock, sync, once), the queue, exclusion.
 
-A host that fails for infrastructure reasons is left out for the rest of the run; its
-slices are re-planned onto the hosts that are left, native hosts first, with the same pure
-rules as the first plan.
+Slices take host slots from one queue (queue.py) as slots free. A host that fails for
+infrastructure reasons is left out for the rest of the run; its slices go back into the
+queue and are placed on the hosts that are left, with the same rules as the plan.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdist.engine import plan
+from kdist.engine import placement, plan
+from kdist.engine.estimate import Estimates
+from kdist.engine.queue import Clock, SliceQueue
 from kdist.errors import InfraError, PlanError
-from kdist.events import Note, Reporter
+from kdist.events import Estimate, Note, Reporter
 from kdist.model import Host, Plan, Platform, Slice
 from kdist.stages.build import Runner
 from kdist.transport import Spawned, Transport
@@ -54,6 +57,10 @@ class Scheduler:
     setup: Setup
     reporter: Reporter
     excluded: dict[str, str] = field(default_factory=dict)
+    estimates: Estimates = field(default_factory=Estimates)
+    hedge: bool = True  # twins for stragglers (--no-hedge: none)
+    clock: Clock = time.monotonic
+    queue: SliceQueue = field(init=False)
     _sessions: dict[str, HostSession] = field(default_factory=dict)
     _opening: dict[str, asyncio.Task[HostSession]] = field(default_factory=dict)
     _load: dict[str, int] = field(default_factory=dict)
@@ -61,6 +68,23 @@ class Scheduler:
     def __post_init__(self) -> None:
         for s in self.the_plan.slices:
             self._load[s.host] = self._load.get(s.host, 0) + 1
+        usable = [h for h in self.hosts if not self.request.pin or h.name == self.request.pin]
+        rules = placement.Rules(
+            tuple(usable), self.natives, self.estimates, cross=not self.request.native_only
+        )
+        platforms = [s.platform for s in self.the_plan.slices]
+        self.queue = SliceQueue(rules, platforms, self.hedge, self.clock, self._estimate)
+        self.queue.excluded.update(self.excluded)
+
+    def _estimate(self) -> None:
+        """Tell the reporter when the run is now expected to end."""
+        self.reporter.emit(Estimate(round(self.queue.remaining(), 3), time.time()))
+
+    def slice_on(self, platform: Platform, name: str) -> Slice:
+        """`platform`'s slice on host `name` (native or cross, as that host is)."""
+        host = next(h for h in self.hosts if h.name == name)
+        cross = platform not in self.natives.get(name, ())
+        return plan.make_slice(platform, host, cross, self.request)
 
     async def session(self, name: str) -> HostSession:
         """The ready session of `name`: connected, locked and synced (each done once)."""
@@ -87,6 +111,7 @@ class Scheduler:
         """Leave `name` out for the rest of the run (said once)."""
         if name not in self.excluded:
             self.excluded[name] = reason
+            self.queue.exclude(name)
             self.reporter.emit(
                 Note(f"{name} left out for the rest of this run: {reason}", "warning")
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdist.events import Event, LogTruncated, Note, PhaseStarted, Reporter, SliceFinished
+from kdist.events import Estimate, Event, LogTruncated, Note, PhaseStarted, Reporter, SliceFinished
 
 # How each phase of a slice reads after "stopped": the slice waits in `sync` for its host's
 # connection, lock and sync; `package` happens on this machine.
@@ -36,6 +36,7 @@ class RunWatch:
         self.stage = "slices"  # then "tests", then "publish" (set by the pipeline)
         self.test_host = ""
         self._doing: dict[str, _Doing] = {}  # slice key -> what it is doing
+        self.estimates: list[tuple[float, float]] = []  # (Unix time, seconds left) as it moved
 
     def emit(self, event: Event) -> None:
         """Keep notes and phases, forward everything."""
@@ -47,7 +48,17 @@ class RunWatch:
                 self._doing[key] = _Doing(host or before.host, phase, attempt or before.attempt)
             case SliceFinished(result=result):
                 self._doing.pop(result.slice.key, None)
+            case Estimate(remaining=remaining, at=at):
+                self._estimated(at, remaining)
         self.inner.emit(event)
+
+    def _estimated(self, at: float, remaining: float) -> None:
+        """Keep an estimate when the expected end moved (by more than a tenth of a second)."""
+        if self.estimates:
+            last_at, last_left = self.estimates[-1]
+            if abs((at + remaining) - (last_at + last_left)) <= 0.1:
+                return
+        self.estimates.append((at, remaining))
 
     def close(self) -> None:
         """Close the wrapped reporter."""

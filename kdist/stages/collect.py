@@ -7,9 +7,10 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from kdist.errors import IntegrityError, MissingArtifacts, TransferError
+from kdist.errors import IntegrityError, MissingArtifacts, Superseded, TransferError
 from kdist.model import Artifact, Platform, Slice
 from kdist.remote import hostside
 from kdist.stages import binfmt
@@ -33,8 +34,12 @@ async def collect_slice(
     relative_to: Path,
     attempt: str = "",
     progress: Progress | None = None,
+    claim: Callable[[], bool] | None = None,
 ) -> tuple[Artifact, ...]:
     """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive.
+
+    `claim` (hedged slices) is asked once the files are verified; only if it says yes do
+    they replace `dest`, so a twin that lost never touches the output.
 
     A remote host first lists what it built (kind, size, sha256, built in this attempt or
     not); symlinks, FIFOs, devices and stale files are refused before anything moves, and
@@ -55,6 +60,9 @@ async def collect_slice(
             _match_manifest(staging, names, listed, slc)
         set_modes(staging, names)
         staging.chmod(0o755)  # mkdtemp made it private, which kept any tampered file unreachable
+        if claim is not None and not claim():
+            msg = f"{slc.host}: {slc.platform}: its twin's binaries were verified first; dropped"
+            raise Superseded(msg)
         _replace_dir(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,8 @@ import pytest
 from kdist.cli import documents
 from kdist.cli.main import Transports, main
 from kdist.cli.options import Farm
+from kdist.engine.estimate import History
+from kdist.engine.journal import save_history
 from kdist.engine.prepare import TransportFactory
 from kdist.errors import ExitStatus
 from kdist.model import Platform
@@ -298,6 +300,21 @@ def test_dry_run_shows_each_slice_env_and_private_tree(
     assert {s["platform"]: "CC=aarch64" in s["env"] for s in doc["slices"]} == {
         "linux/amd64": False, "linux/arm64": True,
     }  # fmt: skip
+
+
+def test_dry_run_shows_expected_times_and_the_critical_path_from_history(
+    farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-n reads OUTPUT's build history: start and end per slice, the makespan, the critical path."""
+    learned = History().add("linux/amd64", "h1", 30.0).add("linux/arm64", "h2", 50.0)
+    save_history(source / "_output", learned)
+    assert kdist(farm, "release", "-n", "--json", "--source", source, "--hosts", inventory) == 0
+    plan = json.loads(capsys.readouterr().out)
+    times = {s["platform"]: (s["expected_start"], s["expected_end"]) for s in plan["slices"]}
+    assert times == {"linux/amd64": (0.0, 30.0), "linux/arm64": (0.0, 50.0)}
+    assert plan["expected_seconds"] == 50.0 and plan["critical_path"] == ["linux-arm64"]
+    assert kdist(farm, "release", "-n", "--source", source, "--hosts", inventory) == 0
+    assert "expected: 50s; critical path: linux/arm64 on h2 0-50s" in capsys.readouterr().out
 
 
 def test_quick_release_builds_only_this_machine_platform(
