@@ -102,6 +102,14 @@ class IntegrityError(KdistError):
     exit_status = ExitStatus.INTEGRITY_ERROR
 
 
+class OutputTooLarge(IntegrityError):
+    """A host printed more than a command may (a manifest, a probe); the command was stopped."""
+
+    def __init__(self, limit: int, message: str = "") -> None:
+        super().__init__(message or f"more than {limit} characters of output")
+        self.limit = limit
+
+
 class Interrupted(KdistError):
     """The user stopped the run (Ctrl-C, SIGTERM); `stopped` says what stopped on each host."""
 

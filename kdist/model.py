@@ -210,11 +210,12 @@ class Limits:
     # What a build host sends, bounded so a runaway or hostile host cannot fill the head node.
     log_limit: int = 64 * MiB  # bytes of one slice's log: its first half, then a rolling tail
     line_limit: int = 64 * KiB  # characters of one output line kept; the rest is dropped
-    helper_output: int = 1 * MiB  # output of kdist's own host scripts (probe, lock, manifest)
+    helper_output: int = 1 * MiB  # output of kdist's own small host scripts (probe, go version)
+    manifest_bytes: int = 8 * MiB  # the artifact list a host prints (10,000 long names fit)
     artifact_files: int = 10_000  # entries in one slice's artifacts folder
     artifact_file_bytes: int = 2 * GiB  # one artifact (a Kubernetes server binary is ~150 MB)
     artifact_bytes: int = 16 * GiB  # all artifacts of one slice together
-    packaging_room: float = 1.0  # free space wanted besides a pull, as a share of its size
+    packaging_room: float = 1.0  # free space wanted besides a pull's size, as a share of it
     # A straggler is also at least this many seconds past its estimate: a twin costs a sync
     # and a slot, which a build a few seconds late does not repay.
     hedge_margin: float = 5.0

@@ -477,6 +477,7 @@ async def _attempt(
                     attempt_id,
                     progress,
                     (lambda: claim(attempt_id)) if claim is not None else None,
+                    limits=job.limits,
                 )
     except HeadNodeError:
         raise  # the run stops: no build host is to blame

@@ -6,6 +6,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from kdist.model import Limits
+
 # Exit code of the remote wrapper when the working directory is missing.
 NO_WORKDIR = 97
 
@@ -82,11 +84,15 @@ def rsync_push(
     return argv + _rsh(rsh) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
 
 
-def rsync_pull(rsh: str | None, src: str, dest: Path, max_size: str = "2G") -> list[str]:
+def rsync_pull(
+    rsh: str | None, src: str, dest: Path, max_size: int = Limits.artifact_file_bytes
+) -> list[str]:
     """Rsync the directory `src` into the fresh local folder `dest`: regular files only."""
     # No --links and no --devices/--specials: symlinks, devices and FIFOs are skipped by rsync,
     # so a hostile host cannot plant them; the collector re-checks everything anyway.
-    argv = ["rsync", "--recursive", "--times", "--perms", "--protect-args"]
+    # --dirs, not --recursive: only what the host listed (the folder's own entries) can come,
+    # never the contents of a subfolder that no limit counted (a subfolder is refused anyway).
+    argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args"]
     argv += [f"--max-size={max_size}", "--chmod=go-w"]
     return argv + _rsh(rsh) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
 

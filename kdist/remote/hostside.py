@@ -29,6 +29,7 @@ from typing import Literal
 
 EXIT_BUSY = 98  # hold_lock: another run holds the workdir lock
 EXIT_NO_ARTIFACTS = 96  # manifest: the artifacts directory does not exist
+EXIT_TOO_MANY = 95  # manifest: more entries than it may list
 EXIT_CANCELLED = 143  # guarded: cancelled before the build started (as if it got SIGTERM)
 
 _ID = re.compile(r"[A-Za-z0-9._-]+")
@@ -111,12 +112,19 @@ def hold_lock(workdir: str, run_id: str, wait: float) -> list[str]:
     return ["sh", "-c", HOLD_LOCK_SCRIPT, "kdist-lock", workdir, run_id, seconds]
 
 
-def manifest(artifacts_dir: str, workdir: str, attempt: str, max_size: int) -> list[str]:
-    """List the entries of artifacts_dir: kind, size, sha256, freshness and hex-encoded name."""
+def manifest(
+    artifacts_dir: str, workdir: str, attempt: str, max_size: int, max_entries: int
+) -> list[str]:
+    """List the entries of artifacts_dir: kind, size, sha256, freshness and hex-encoded name.
+
+    Files over `max_size` bytes get no digest; more than `max_entries` entries exit
+    EXIT_TOO_MANY before anything is hashed.
+    """
     _check_id("attempt", attempt)
-    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
-        msg = f"max_size must be a byte count >= 0, not {max_size!r}"
-        raise ValueError(msg)
+    for what, value in (("max_size", max_size), ("max_entries", max_entries)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            msg = f"{what} must be a count >= 0, not {value!r}"
+            raise ValueError(msg)
     return [
         "sh",
         "-c",
@@ -126,6 +134,7 @@ def manifest(artifacts_dir: str, workdir: str, attempt: str, max_size: int) -> l
         workdir,
         attempt,
         str(max_size),
+        str(max_entries),
     ]
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kdist.errors import KdistError
-from kdist.model import UNAME_TO_GOARCH, Host, Platform
+from kdist.errors import KdistError, OutputTooLarge
+from kdist.model import UNAME_TO_GOARCH, Host, Limits, Platform, format_size
 from kdist.remote.hostside import host_script
 from kdist.text import inert
 from kdist.transport import Transport
@@ -70,8 +70,15 @@ def parse_probe(text: str) -> Facts:
 
 
 async def probe_host(transport: Transport, host: Host, workdir: str | None = None) -> Facts:
-    """Run the probe on a connected host and parse it."""
-    result = await transport.run(probe(workdir or host.workdir), env=dict(host.env))
+    """Run the probe on a connected host and parse it (its output bounded: helper_output)."""
+    limit = Limits.helper_output
+    try:
+        result = await transport.run(
+            probe(workdir or host.workdir), env=dict(host.env), max_output=limit
+        )
+    except OutputTooLarge as exc:
+        msg = f"{host.name}: the probe printed over the helper_output limit ({format_size(limit)})"
+        raise OutputTooLarge(limit, msg) from exc
     if not result.ok:
         msg = f"{host.name}: probe failed (exit {result.returncode}): {result.tail(3)}"
         raise KdistError(msg)

@@ -10,13 +10,22 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from kdist.errors import IntegrityError, MissingArtifacts, Superseded, TransferError
-from kdist.model import Artifact, Platform, Slice
+from kdist.errors import (
+    HeadNodeError,
+    IntegrityError,
+    MissingArtifacts,
+    OutputTooLarge,
+    Superseded,
+    TransferError,
+    head_node_faults,
+)
+from kdist.model import Artifact, Limits, Platform, Slice, format_size
 from kdist.remote import hostside
 from kdist.stages import binfmt
-from kdist.transport import TAIL_LINES, Progress, Transport
+from kdist.transport import Progress, Transport
 
-MAX_ARTIFACT_BYTES = 2 << 30  # a Kubernetes server binary is ~150 MB; 2 GiB is a runaway
+LIMITS = Limits()
+MAX_ARTIFACT_BYTES = LIMITS.artifact_file_bytes
 
 # A pulled file never keeps the mode its host gave it: kdist runs as whoever runs the release
 # (often root), so a setuid bit from a build host would hand that user's rights to anyone who
@@ -35,6 +44,7 @@ async def collect_slice(
     attempt: str = "",
     progress: Progress | None = None,
     claim: Callable[[], bool] | None = None,
+    limits: Limits = LIMITS,
 ) -> tuple[Artifact, ...]:
     """Pull `slc.artifacts` into `dest` (replacing it whole); only verified files arrive.
 
@@ -42,13 +52,17 @@ async def collect_slice(
     they replace `dest`, so a twin that lost never touches the output.
 
     A remote host first lists what it built (kind, size, sha256, built in this attempt or
-    not); symlinks, FIFOs, devices and stale files are refused before anything moves, and
-    every pulled file is re-hashed here and must match that list.
+    not); symlinks, FIFOs, devices, stale files and more files or bytes than `limits` allow
+    are refused before anything moves, a pull that would not fit on this machine's disk is
+    not started, and every pulled file is re-hashed here and must match that list.
     """
-    listed = None if transport.host.local else await remote_manifest(transport, slc, attempt)
-    if listed is not None:
-        check_manifest(listed, slc, expected)
+    listed = None
+    if not transport.host.local:
+        listed = await remote_manifest(transport, slc, attempt, limits)
+        check_manifest(listed, slc, expected, limits)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if listed is not None:
+        check_room(dest.parent, listed, limits.packaging_room)
     staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
     try:
         result = await transport.pull(slc.artifacts, staging, progress=progress)
@@ -70,32 +84,64 @@ async def collect_slice(
 
 
 async def remote_manifest(
-    transport: Transport, slc: Slice, attempt: str
+    transport: Transport, slc: Slice, attempt: str, limits: Limits = LIMITS
 ) -> dict[str, hostside.ManifestEntry]:
-    """What the host says is in the artifacts folder, built by `attempt` or not."""
-    argv = hostside.manifest(slc.artifacts, slc.workdir, attempt, MAX_ARTIFACT_BYTES)
-    result = await transport.run(argv)
+    """What the host says is in the artifacts folder, built by `attempt` or not.
+
+    The list is bounded: more than `limits.manifest_bytes` of it, or more entries than
+    `limits.artifact_files`, is an integrity failure (the host is left out).
+    """
+    where = f"{slc.host}: {slc.platform}"
+    files, size = limits.artifact_files, limits.artifact_file_bytes
+    argv = hostside.manifest(slc.artifacts, slc.workdir, attempt, size, files)
+    try:
+        result = await transport.run(argv, max_output=limits.manifest_bytes)
+    except OutputTooLarge as exc:
+        msg = (
+            f"{where}: the list of {slc.artifacts} is over the manifest_bytes limit "
+            f"({format_size(exc.limit)}); refused"
+        )
+        raise OutputTooLarge(exc.limit, msg) from exc
     if result.returncode == hostside.EXIT_NO_ARTIFACTS:
-        msg = f"{slc.host}: {slc.platform}: the build left no {slc.artifacts}"
+        msg = f"{where}: the build left no {slc.artifacts}"
         raise MissingArtifacts(msg)
+    if result.returncode == hostside.EXIT_TOO_MANY:
+        raise IntegrityError(_too_many(slc, files))
     if not result.ok:
         msg = f"{slc.host}: cannot list {slc.artifacts}: {result.tail(3)}"
         raise TransferError(msg)
-    if len(result.stdout.splitlines()) >= TAIL_LINES:  # the transport keeps only a tail
-        msg = f"{slc.host}: {slc.platform}: {TAIL_LINES} or more entries in {slc.artifacts}"
-        raise IntegrityError(msg)
     try:
-        return {e.name: e for e in hostside.parse_manifest(result.stdout)}
+        listed = {e.name: e for e in hostside.parse_manifest(result.stdout)}
     except ValueError as exc:
-        msg = f"{slc.host}: {slc.platform}: malformed artifact list: {exc}"
+        msg = f"{where}: malformed artifact list: {exc}"
         raise IntegrityError(msg) from exc
+    if len(listed) > files:  # the host's script should have said so itself
+        raise IntegrityError(_too_many(slc, files))
+    return listed
+
+
+def _too_many(slc: Slice, files: int) -> str:
+    return (
+        f"{slc.host}: {slc.platform}: more than {files} entries in {slc.artifacts} "
+        "(the artifact_files limit); refused"
+    )
 
 
 def check_manifest(
-    listed: dict[str, hostside.ManifestEntry], slc: Slice, expected: tuple[str, ...] | None
+    listed: dict[str, hostside.ManifestEntry],
+    slc: Slice,
+    expected: tuple[str, ...] | None,
+    limits: Limits = LIMITS,
 ) -> None:
     """Refuse non-regular entries, oversized files and anything not built in this attempt."""
     where = f"{slc.host}: {slc.platform}"
+    total = pull_size(listed)
+    if total > limits.artifact_bytes:
+        msg = (
+            f"{where}: {slc.artifacts} holds {total} bytes, over the artifact_bytes limit "
+            f"({format_size(limits.artifact_bytes)}); refused"
+        )
+        raise IntegrityError(msg)
     for name, entry in sorted(listed.items()):
         if entry.kind in ("l", "o"):
             what = "a symlink" if entry.kind == "l" else "not a regular file"
@@ -105,11 +151,34 @@ def check_manifest(
         if entry.kind != "f" or not wanted:
             continue
         if entry.sha256 is None:
-            msg = f"{where}: {name!r} is over {MAX_ARTIFACT_BYTES} bytes or unreadable; refused"
+            msg = (
+                f"{where}: {name!r} is over the artifact_file_bytes limit "
+                f"({format_size(limits.artifact_file_bytes)}) or unreadable; refused"
+            )
             raise IntegrityError(msg)
         if not entry.fresh:
             msg = f"{where}: {name!r} was not rebuilt by this attempt (stale output); refused"
             raise IntegrityError(msg)
+
+
+def pull_size(listed: dict[str, hostside.ManifestEntry]) -> int:
+    """Bytes a pull of the listed folder brings: its regular files (nothing else is pulled)."""
+    return sum(entry.size or 0 for entry in listed.values() if entry.kind == "f")
+
+
+def check_room(folder: Path, listed: dict[str, hostside.ManifestEntry], room: float) -> None:
+    """Refuse a pull `folder`'s disk cannot take with room to pack it: this machine's fault."""
+    need = pull_size(listed)
+    wanted = need + int(need * room)
+    with head_node_faults():
+        free = shutil.disk_usage(folder).free
+    if free < wanted:
+        msg = (
+            f"this machine (the head node): {folder}: not enough free space to pull "
+            f"{need} bytes and pack them (needs {wanted} bytes, {free} free); "
+            "free some space or choose another --output"
+        )
+        raise HeadNodeError(msg)
 
 
 def _match_manifest(

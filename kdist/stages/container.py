@@ -23,6 +23,7 @@ A build container
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import re
@@ -298,20 +299,17 @@ class Lines:
     """Splits a byte stream into decoded lines, whatever the chunking."""
 
     def __init__(self, collector: OutputCollector) -> None:
-        self._collector = collector
-        self._partial = b""
+        self._collector = collector  # it bounds each line and what is kept
+        self._decoder = codecs.getincrementaldecoder("utf-8")(HOST_ERRORS)  # see kdist.text
 
     def feed(self, data: bytes) -> None:
         """Take a chunk; complete lines go to the collector."""
-        *done, self._partial = (self._partial + data).split(b"\n")
-        for line in done:
-            self._collector.feed(line.decode("utf-8", HOST_ERRORS))  # bytes kept, see kdist.text
+        self._collector.feed_text(self._decoder.decode(data))
 
     def close(self) -> None:
         """Flush an unterminated last line."""
-        if self._partial:
-            self._collector.feed(self._partial.decode("utf-8", HOST_ERRORS))
-            self._partial = b""
+        self._collector.feed_text(self._decoder.decode(b"", final=True))
+        self._collector.close()
 
 
 @dataclass

@@ -20,15 +20,15 @@ import posixpath
 import shutil
 import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdist.errors import CommandTimeout, ConnectError, ConnectionLost
+from kdist.errors import CommandTimeout, ConnectError, ConnectionLost, OutputTooLarge
 from kdist.model import UNAME_TO_GOARCH, CommandResult, Host, Platform
 from kdist.remote import hostside, probe
 from kdist.remote.argv import SYNC_EXCLUDES, mkdir, remove, remove_tree, write_file
-from kdist.transport import LineSink, OutputCollector, Progress, Spawned
+from kdist.transport import READ_CHUNK, LineReader, LineSink, OutputCollector, Progress, Spawned
 
 GO_VERSION = "go1.22.4"
 FAKE_HOST_KEY = "SHA256:fake-host-key"
@@ -146,17 +146,21 @@ class FakeTransport:
         sink: LineSink | None = None,
         timeout: float | None = None,
         hold_stdin: bool = False,
+        max_output: int | None = None,
     ) -> CommandResult:
         """Answer argv from the rules or the built-in host helpers."""
         self._check_link(argv)
         call = self._record("run", argv, cwd, env, stdin)
         start = time.monotonic()
-        collector = OutputCollector(sink)
+        collector = OutputCollector(sink, max_output=max_output)
         try:
             code = await asyncio.wait_for(self._perform(call, collector), timeout)
         except asyncio.TimeoutError as exc:
             msg = f"{self.host.name}: {argv[0]} did not finish within {timeout:g}s; stopped"
             raise CommandTimeout(msg) from exc
+        except OutputTooLarge as exc:
+            msg = f"{self.host.name}: {argv[0]} printed more than {exc.limit} characters; stopped"
+            raise OutputTooLarge(exc.limit, msg) from exc
         return CommandResult(tuple(argv), code, collector.text(), "", time.monotonic() - start)
 
     async def spawn(self, argv: Sequence[str]) -> Spawned:
@@ -257,8 +261,10 @@ class FakeTransport:
         return await self._play(call, reply, collector)
 
     async def _play(self, call: Call, reply: Reply, collector: OutputCollector) -> int:
-        for line in reply.output.splitlines():
-            collector.feed(line)
+        for chunk in _chunks(reply.output):
+            collector.feed_text(chunk)
+            await asyncio.sleep(0)  # a stream arrives in pieces; others run meanwhile
+        collector.close()
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.drop:
@@ -286,7 +292,7 @@ class FakeTransport:
         argv = call.argv
         head = list(argv[:4])
         if head == _HELPERS["manifest"]:
-            return self._manifest(argv[4], argv[6], collector)
+            return self._manifest(argv[4], argv[6], int(argv[8]), collector)
         if head == _HELPERS["kill"]:
             self.killed.append(argv[5])
             self._kills.setdefault(argv[5], asyncio.Event()).set()
@@ -310,12 +316,18 @@ class FakeTransport:
             collector.feed(f"go version {GO_VERSION} linux/{arch}")
         return 0
 
-    def _manifest(self, artifacts: str, attempt: str, collector: OutputCollector) -> int:
+    def _manifest(
+        self, artifacts: str, attempt: str, max_entries: int, collector: OutputCollector
+    ) -> int:
         folder = self.path(artifacts)
         if not folder.is_dir():
             return hostside.EXIT_NO_ARTIFACTS
+        entries = sorted(folder.iterdir())
+        if len(entries) > max_entries:  # the script counts before it hashes anything
+            collector.feed(f"more than {max_entries} entries")
+            return hostside.EXIT_TOO_MANY
         since = self._starts.get(attempt)
-        for entry in sorted(folder.iterdir()):
+        for entry in entries:
             collector.feed(_manifest_line(entry, since))
         return 0
 
@@ -339,12 +351,17 @@ class FakeSpawned:
     """A long-lived fake command: says its lines, then stays quiet until closed."""
 
     def __init__(self, lines: Sequence[str]) -> None:
-        self._lines = list(lines)
+        pieces = _chunks("".join(lines))
+
+        async def read(size: int) -> str:
+            return next(pieces, "")
+
+        self._lines = LineReader(read)  # cut at the line limit, as a real transport does
         self.closed = False
 
     async def readline(self) -> str:
         """The next scripted line ('' once they are said)."""
-        return self._lines.pop(0) if self._lines else ""
+        return await self._lines.readline()
 
     async def close(self) -> None:
         """End it."""
@@ -356,12 +373,18 @@ _HELPERS = {
     "guarded": hostside.guarded(["true"], workdir="/", attempt="a")[:4],
     "kill": hostside.kill_attempt("/", "a")[:4],
     "lock": hostside.hold_lock("/", "a", 0)[:4],
-    "manifest": hostside.manifest("/", "/", "a", 0)[:4],
+    "manifest": hostside.manifest("/", "/", "a", 0, 0)[:4],
     "write": write_file("/")[:4],
     "remove_tree": remove_tree("/")[:4],
     "probe": probe.probe("/")[:4],
 }
 _GUARD_WORDS = len(hostside.guarded(["true"], workdir="/", attempt="a")) - 1
+
+
+def _chunks(text: str) -> Iterator[str]:
+    """`text` in pieces, as a transport reads a stream."""
+    for start in range(0, len(text), READ_CHUNK):
+        yield text[start : start + READ_CHUNK]
 
 
 def _unwrap(argv: Sequence[str]) -> tuple[tuple[str, ...], str]:

@@ -12,6 +12,8 @@ from a bare OSError whose fault it was:
   host-side guard takes as the order to stop, while a bare remote command may run on);
 - this machine failing its own part (no rsync here, a local process that cannot start):
   `HeadNodeError`;
+- a command that prints more than the `max_output` given to `run`: `OutputTooLarge`, once
+  the command is stopped (an integrity failure: kdist's own helpers never print that much);
 - a command that runs and exits non-zero is not an error: its CommandResult says so.
 
 Cancelling a call stops the command first, then raises CancelledError. Nothing else leaves a
@@ -22,24 +24,26 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kdist.errors import ConfigError
-from kdist.model import CommandResult, Host
+from kdist.errors import ConfigError, OutputTooLarge
+from kdist.model import CommandResult, Host, Limits
 
 LineSink = Callable[[str], None]
 Progress = Callable[[int], None]  # bytes a transfer has moved so far, on the wire
 TAIL_LINES = 200
+LINE_LIMIT = Limits.line_limit  # characters of one output line kept (the default, once)
+READ_CHUNK = 64 * 1024  # what a transport reads of a command's output at a time
 
 
 class Spawned(Protocol):
     """A command left running on a host until `close()` ends its stdin."""
 
     async def readline(self) -> str:
-        """The next line of its output ('' at EOF)."""
+        """The next line of its output, cut at LINE_LIMIT characters ('' at EOF)."""
 
     async def close(self) -> None:
         """Close its stdin and the channel; it is expected to exit."""
@@ -64,10 +68,14 @@ class Transport(Protocol):
         sink: LineSink | None = None,
         timeout: float | None = None,
         hold_stdin: bool = False,
+        max_output: int | None = None,
     ) -> CommandResult:
         """Run argv in `cwd` with `env` added, streaming lines to `sink`; exit codes are data.
 
-        Past `timeout` seconds CommandTimeout is raised (see the module docstring).
+        Past `timeout` seconds CommandTimeout is raised (see the module docstring). Output is
+        never held whole: lines are cut at LINE_LIMIT characters and only the last TAIL_LINES
+        are kept, unless `max_output` is given: then all of it is kept, and a command printing
+        more than `max_output` characters is stopped and OutputTooLarge raised.
         With `hold_stdin` the command's stdin stays open until it exits: host-side guards take
         its EOF (the channel closing, the head node gone) as the order to stop the build.
         """
@@ -101,22 +109,93 @@ class Transport(Protocol):
 
 
 class OutputCollector:
-    """Feeds output lines to a sink and keeps the tail for error messages."""
+    """Splits a command's output into lines for a sink, and keeps its tail (or all of it).
 
-    def __init__(self, sink: LineSink | None) -> None:
+    What a host prints is bounded here, whatever it sends: a line longer than `line_limit`
+    characters keeps its start and says how much was cut; without `max_output` only the last
+    TAIL_LINES lines are kept; with it every line is kept, and output past `max_output`
+    characters raises OutputTooLarge (the transport then stops the command).
+    """
+
+    def __init__(
+        self,
+        sink: LineSink | None,
+        *,
+        max_output: int | None = None,
+        line_limit: int = LINE_LIMIT,
+    ) -> None:
         self._sink = sink
-        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._tail: deque[str] = deque(maxlen=None if max_output is not None else TAIL_LINES)
+        self._max_output = max_output
+        self._line_limit = line_limit
+        self._partial = ""  # the start of a line whose end has not arrived yet
+        self._cut = 0  # characters of the partial line dropped past line_limit
+        self.received = 0  # characters seen in all
 
     def feed(self, line: str) -> None:
-        """Take one line (with or without its newline)."""
-        line = line.rstrip("\r\n")
+        """Take one whole line (with or without its newline)."""
+        self._count(len(line))
+        self._emit(line.rstrip("\r\n"), 0)
+
+    def feed_text(self, chunk: str) -> None:
+        """Take a piece of a stream, cut anywhere; whole lines go on, the rest waits."""
+        self._count(len(chunk))
+        *whole, rest = chunk.split("\n")
+        for line in whole:
+            self._emit(self._partial + line, self._cut)
+            self._partial, self._cut = "", 0
+        room = self._line_limit - len(self._partial)
+        self._partial += rest[: max(room, 0)]
+        self._cut += max(len(rest) - max(room, 0), 0)
+
+    def close(self) -> None:
+        """The stream ended: an unterminated last line counts as a line."""
+        if self._partial or self._cut:
+            self._emit(self._partial, self._cut)
+            self._partial, self._cut = "", 0
+
+    def _count(self, size: int) -> None:
+        self.received += size
+        if self._max_output is not None and self.received > self._max_output:
+            raise OutputTooLarge(self._max_output)
+
+    def _emit(self, line: str, cut: int) -> None:
+        line = line.rstrip("\r")
+        cut += max(len(line) - self._line_limit, 0)
+        if cut:
+            line = f"{line[: self._line_limit]} [kdist: {cut} more characters of this line dropped]"
         self._tail.append(line)
         if self._sink is not None:
             self._sink(line)
 
     def text(self) -> str:
-        """The kept tail as text."""
+        """The kept lines as text."""
         return "\n".join(self._tail)
+
+
+class LineReader:
+    """Reads a stream line by line through `read(n)`, holding at most one bounded line."""
+
+    def __init__(self, read: Callable[[int], Awaitable[str]], line_limit: int = LINE_LIMIT) -> None:
+        self._read = read
+        self._limit = line_limit
+        self._buffer = ""
+
+    async def readline(self) -> str:
+        """The next line with its newline, cut to the limit ('' at EOF)."""
+        kept, cut = "", 0
+        while True:
+            if not self._buffer:
+                self._buffer = await self._read(READ_CHUNK)
+                if not self._buffer:
+                    return kept + (f" [kdist: {cut} characters dropped]" if cut else "")
+            index = self._buffer.find("\n")
+            end = len(self._buffer) if index < 0 else index
+            part, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            room = max(self._limit - len(kept), 0)
+            kept, cut = kept + part[:room], cut + max(len(part) - room, 0)
+            if index >= 0:
+                return (f"{kept} [kdist: {cut} characters dropped]" if cut else kept) + "\n"
 
 
 DEFAULT_SSH_CONFIGS = (Path("~/.ssh/config"), Path("/etc/ssh/ssh_config"))

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import errno
 import os
 import re
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from kdist.errors import CommandTimeout, HeadNodeError
+from kdist.errors import CommandTimeout, HeadNodeError, OutputTooLarge
 from kdist.model import CommandResult, Host
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
 from kdist.text import HOST_ERRORS
-from kdist.transport import LineSink, OutputCollector, Progress, Spawned
+from kdist.transport import (
+    READ_CHUNK,
+    LineReader,
+    LineSink,
+    OutputCollector,
+    Progress,
+    Spawned,
+)
 
 
 class LocalTransport:
@@ -39,6 +47,7 @@ class LocalTransport:
         sink: LineSink | None = None,
         timeout: float | None = None,
         hold_stdin: bool = False,
+        max_output: int | None = None,
     ) -> CommandResult:
         """Run argv as a subprocess in its own process group, streaming merged output.
 
@@ -48,7 +57,7 @@ class LocalTransport:
             proc = await _start(argv, cwd, env, piped=stdin is not None or hold_stdin)
         except OSError as exc:
             return CommandResult(tuple(argv), 127, f"kdist: cannot run {argv[0]}: {exc}")
-        collector = OutputCollector(sink)
+        collector = OutputCollector(sink, max_output=max_output)
         return await _finish(self.host.name, proc, argv, stdin, collector, timeout, hold_stdin)
 
     async def spawn(self, argv: Sequence[str]) -> Spawned:
@@ -85,11 +94,12 @@ class _LocalSpawned:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self._proc = proc
+        assert proc.stdout is not None
+        self._lines = LineReader(_decoded(proc.stdout))
 
     async def readline(self) -> str:
-        """The next output line ('' at EOF)."""
-        assert self._proc.stdout is not None
-        return (await self._proc.stdout.readline()).decode("utf-8", HOST_ERRORS)
+        """The next output line, cut at the line limit ('' at EOF)."""
+        return await self._lines.readline()
 
     async def close(self) -> None:
         """End its stdin and wait for it (killing it if it lingers)."""
@@ -174,6 +184,11 @@ async def _finish(
         await proc.wait()
         msg = f"{label}: {argv[0]} did not finish within {timeout:g}s; stopped"
         raise CommandTimeout(msg) from exc
+    except OutputTooLarge as exc:
+        _kill_group(proc)
+        await proc.wait()
+        msg = f"{label}: {argv[0]} printed more than {exc.limit} characters; stopped"
+        raise OutputTooLarge(exc.limit, msg) from exc
     except asyncio.CancelledError:
         _kill_group(proc)
         await proc.wait()
@@ -193,12 +208,28 @@ async def _communicate(
     if proc.stdin is not None and not hold_stdin:
         proc.stdin.close()
     assert proc.stdout is not None
-    async for raw in proc.stdout:
-        collector.feed(raw.decode("utf-8", HOST_ERRORS))
+    read = _decoded(proc.stdout)
+    while chunk := await read(READ_CHUNK):
+        collector.feed_text(chunk)
+    collector.close()
     code = await proc.wait()
     if proc.stdin is not None:
         proc.stdin.close()
     return code
+
+
+def _decoded(stream: asyncio.StreamReader) -> Callable[[int], Awaitable[str]]:
+    """`read(n)` of a byte stream as text; a character split between reads stays whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(HOST_ERRORS)  # bytes kept, see kdist.text
+
+    async def read(size: int) -> str:
+        while True:
+            data = await stream.read(size)
+            text = decoder.decode(data, final=not data)
+            if text or not data:
+                return text
+
+    return read
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

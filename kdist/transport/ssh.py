@@ -23,11 +23,26 @@ from typing import Any
 
 import asyncssh
 
-from kdist.errors import CommandTimeout, ConfigError, ConnectError, ConnectionLost
+from kdist.errors import (
+    CommandTimeout,
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    OutputTooLarge,
+)
 from kdist.model import CommandResult, Endpoint, Host
 from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
 from kdist.text import HOST_ERRORS, inert
-from kdist.transport import LineSink, OutputCollector, Progress, Spawned, SshOptions, rsh
+from kdist.transport import (
+    READ_CHUNK,
+    LineReader,
+    LineSink,
+    OutputCollector,
+    Progress,
+    Spawned,
+    SshOptions,
+    rsh,
+)
 from kdist.transport.local import run_rsync
 
 CHUNK = 256 * 1024
@@ -287,11 +302,12 @@ class SshTransport:
         sink: LineSink | None = None,
         timeout: float | None = None,
         hold_stdin: bool = False,
+        max_output: int | None = None,
     ) -> CommandResult:
         """Run argv on the host (quoted once, here), streaming merged output to `sink`."""
         conn = self._connection()
         start = time.monotonic()
-        collector = OutputCollector(sink)
+        collector = OutputCollector(sink, max_output=max_output)
         command = to_shell(in_dir(argv, cwd, env or {}))
         proc: asyncssh.SSHClientProcess[str] | None = None
         try:
@@ -308,6 +324,9 @@ class SshTransport:
                 msg = f"{self.label}: {argv[0]} did not finish within {timeout:g}s; stopped"
                 raise CommandTimeout(msg) from exc
             raise self._lost(f"running {argv[0]}", exc) from exc  # a socket timed out
+        except OutputTooLarge as exc:  # closing the channel below stops it
+            msg = f"{self.label}: {argv[0]} printed more than {exc.limit} characters; stopped"
+            raise OutputTooLarge(exc.limit, msg) from exc
         except (OSError, asyncssh.Error) as exc:
             raise self._lost(f"running {argv[0]}", exc) from exc
         finally:
@@ -422,9 +441,9 @@ async def _communicate(
         proc.stdin.write(stdin)
     if not hold_stdin:
         proc.stdin.write_eof()
-    async for line in proc.stdout:
-        if line:  # asyncssh ends the iteration with an empty read at EOF
-            collector.feed(line)
+    while chunk := await proc.stdout.read(READ_CHUNK):
+        collector.feed_text(chunk)
+    collector.close()
     done = await proc.wait()
     if done.exit_status is not None:
         return done.exit_status
@@ -436,11 +455,12 @@ class _SshSpawned:
 
     def __init__(self, proc: asyncssh.SSHClientProcess[str]) -> None:
         self._proc = proc
+        self._lines = LineReader(proc.stdout.read)
 
     async def readline(self) -> str:
-        """The next output line ('' at EOF)."""
+        """The next output line, cut at the line limit ('' at EOF)."""
         try:
-            return await self._proc.stdout.readline()
+            return await self._lines.readline()
         except (OSError, asyncssh.Error):
             return ""
 

@@ -13,8 +13,14 @@ from typing import Any, TypeVar
 import pytest
 
 from kdist.config.inventory import load_inventory
-from kdist.errors import CommandTimeout, ConnectError, ConnectionLost, HeadNodeError
-from kdist.model import LOCAL_HOST, Host
+from kdist.errors import (
+    CommandTimeout,
+    ConnectError,
+    ConnectionLost,
+    HeadNodeError,
+    OutputTooLarge,
+)
+from kdist.model import LOCAL_HOST, Host, Limits
 from kdist.testing.devfarm import DEFAULT_PORT, Farm
 from kdist.transport import SshOptions, Transport, open_transport
 
@@ -57,6 +63,30 @@ def test_run_streams_output_and_keeps_exit_code(transport: Transport, tmp_path: 
     result = _run(go)
     assert result.returncode == 3
     assert lines == ["one", "two"]
+
+
+def test_a_flood_stops_at_max_output_and_a_long_line_is_cut(transport: Transport) -> None:
+    """max_output stops a command that never ends; a 4 MB line arrives cut to the line limit."""
+    lines: list[str] = []
+
+    async def go() -> None:
+        await transport.connect()
+        try:
+            with pytest.raises(OutputTooLarge, match="printed more than 1048576 characters"):
+                await transport.run(["yes", "spam"], max_output=1 << 20)
+            long = "head -c 4194304 /dev/zero | tr '\\0' x; echo; echo done"
+            done = await transport.run(["sh", "-c", long], sink=lines.append)
+            assert done.ok
+        finally:
+            await transport.close()
+
+    start = time.monotonic()
+    _run(go)
+    assert time.monotonic() - start < 60
+    assert lines[-1] == "done" and len(lines) == 2
+    assert lines[0].endswith(
+        f"[kdist: {4194304 - Limits().line_limit} more characters of this line dropped]"
+    )
 
 
 def test_cwd_env_and_stdin_arrive_literally(transport: Transport, tmp_path: Path) -> None:

@@ -193,13 +193,13 @@ def test_rsync_push_without_rsh_is_local() -> None:
 
 
 def test_rsync_pull_shape_refuses_links_devices_and_archive() -> None:
-    """Pull copies regular files only: no --links, --devices, --specials or -a."""
+    """Pull copies regular files only: no --links, --devices, --specials, -a or recursion."""
     argv = rsync_pull("relay", "/w/t/_output/local/bin/linux/arm64", Path("/out/tmp"))
-    forbidden = {"--links", "-l", "--devices", "--specials", "-D", "-a", "--archive"}
+    forbidden = {"--links", "-l", "--devices", "--specials", "-D", "-a", "--archive", "--recursive"}
     assert forbidden.isdisjoint(argv)
     assert not any(a.startswith("-") and not a.startswith("--") and len(a) > 2 for a in argv)
     assert "--protect-args" in argv
-    assert "--max-size=2G" in argv
+    assert f"--max-size={2 << 30}" in argv and "--dirs" in argv
     assert "--chmod=go-w" in argv
     assert argv[-3:] == ["--", "kdist:/w/t/_output/local/bin/linux/arm64/", "/out/tmp/"]
 

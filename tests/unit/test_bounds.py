@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import resource
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,25 @@ from kdist.config.profile import parse_profile
 from kdist.engine import pipeline
 from kdist.engine.job import Job, RunResult
 from kdist.engine.logtail import MARKER_ROOM, SliceLog, excerpt, unstamp
-from kdist.errors import ProfileError
+from kdist.errors import InfraError, IntegrityError, OutputTooLarge, ProfileError
 from kdist.events import LogTruncated
-from kdist.model import KiB, Limits, MiB, Status, format_size, parse_size
+from kdist.model import (
+    Host,
+    KiB,
+    Limits,
+    MiB,
+    Status,
+    format_size,
+    parse_size,
+)
+from kdist.remote.probe import PROBE_SCRIPT, probe_host
+from kdist.stages.sync import take_lock
 from kdist.testing.builders import FAST, FakeFarm, host, is_build, job, tool_for
-from kdist.testing.fake import Reply
+from kdist.testing.fake import FakeTransport, Reply
 from kdist.testing.reporter import RecordingReporter
+from kdist.transport import TAIL_LINES, LineReader, OutputCollector
+from kdist.transport.local import LocalTransport
+from tests.unit.test_collect import is_manifest
 
 
 @pytest.fixture
@@ -200,3 +214,118 @@ def test_a_failed_flood_still_shows_its_real_last_lines(tmp_path: Path, source: 
     assert slc.excerpt[-1] == "last words of the build"
     assert slc.excerpt[-2] == "compiling step 029999 of a long build"
     assert excerpt(Path(slc.log))[-1] == "last words of the build"
+
+
+# --- what a command prints -----------------------------------------------------------------------
+
+
+def test_a_long_line_is_cut_and_says_how_much() -> None:
+    """One line longer than the line limit keeps its start and counts the rest, in any chunking."""
+    got: list[str] = []
+    collector = OutputCollector(got.append, line_limit=10)
+    for piece in ("abcdefgh", "ijklmnop", "qrst\nshort\nend"):
+        collector.feed_text(piece)
+    collector.close()
+    assert got == ["abcdefghij [kdist: 10 more characters of this line dropped]", "short", "end"]
+
+
+def test_only_a_tail_is_kept_without_max_output() -> None:
+    """A flood keeps TAIL_LINES lines in memory; the sink sees every one."""
+    seen = [0]
+    collector = OutputCollector(lambda _line: seen.__setitem__(0, seen[0] + 1))
+    for n in range(10_000):
+        collector.feed_text(f"line {n}\n")
+    assert seen[0] == 10_000
+    assert collector.text().splitlines() == [
+        f"line {n}" for n in range(10_000 - TAIL_LINES, 10_000)
+    ]
+
+
+def test_max_output_keeps_everything_up_to_it_then_raises() -> None:
+    """With max_output every line is kept; one character more raises OutputTooLarge."""
+    collector = OutputCollector(None, max_output=20)
+    collector.feed_text("012345678\n")
+    collector.feed_text("abcdefgh\n")
+    collector.feed_text("z")
+    assert collector.text() == "012345678\nabcdefgh"
+    with pytest.raises(OutputTooLarge) as caught:
+        collector.feed_text("x")
+    assert caught.value.limit == 20
+
+
+def test_line_reader_cuts_a_giant_line() -> None:
+    """A lock holder's answer is read a line at a time, never more than the line limit."""
+    pieces = iter(["locked ", "r" * 100_000, "\nnext\n"])
+
+    async def read(_size: int) -> str:
+        return next(pieces, "")
+
+    async def lines() -> list[str]:
+        reader = LineReader(read, line_limit=20)
+        return [await reader.readline() for _ in range(3)]
+
+    first, second, end = asyncio.run(lines())
+    assert first == "locked rrrrrrrrrrrrr [kdist: 99987 characters dropped]\n"
+    assert (second, end) == ("next\n", "")
+
+
+def _peak_kib() -> int:
+    """The peak resident memory of the test process so far, in KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def test_a_local_command_that_never_stops_talking_is_stopped_at_max_output() -> None:
+    """`yes` with max_output: OutputTooLarge naming the machine and the limit, the process gone."""
+    transport = LocalTransport(Host(name="local", address="localhost", local=True))
+    with pytest.raises(OutputTooLarge, match="printed more than 1048576 characters; stopped"):
+        asyncio.run(transport.run(["yes", "spam"], max_output=MiB))
+
+
+def test_a_local_line_without_end_is_cut_in_memory() -> None:
+    """64 MB on one line reaches the caller as one cut line; memory does not hold it whole."""
+    transport = LocalTransport(Host(name="local", address="localhost", local=True))
+    before = _peak_kib()
+    got: list[str] = []
+    argv = ["sh", "-c", "head -c 67108864 /dev/zero | tr '\\0' x; echo; echo done"]
+    result = asyncio.run(transport.run(argv, sink=got.append))
+    assert result.ok and got[-1] == "done"
+    assert got[0].startswith("x" * 100) and "more characters of this line dropped" in got[0]
+    assert len(got[0]) < 2 * Limits().line_limit
+    assert _peak_kib() - before < 48 * 1024  # far less than the 64 MB the line had
+
+
+# --- what a host lists and offers (the artifact limits: see test_collect.py) ------------------
+
+
+def test_a_flooding_probe_is_an_integrity_failure(tmp_path: Path) -> None:
+    """A host whose probe never stops printing is refused at the helper_output limit."""
+    transport = FakeTransport(host("h1"), tmp_path / "h1")
+    transport.on(["sh", "-c", PROBE_SCRIPT], Reply(output="arch=x86_64\n" * 200_000))
+    with pytest.raises(IntegrityError, match="h1: the probe printed over the helper_output limit"):
+        asyncio.run(probe_host(transport, transport.host))
+
+
+def test_a_giant_lock_answer_is_cut_and_the_host_not_locked(tmp_path: Path) -> None:
+    """A lock holder that answers with a huge line is read a line at a time and refused."""
+    transport = FakeTransport(host("h1"), tmp_path / "h1")
+    transport.busy = "x" * 10_000_000
+    with pytest.raises(InfraError, match=r"busy: .* \[kdist: \d+ characters dropped\]"):
+        asyncio.run(take_lock(transport, "/w", "run1", 0.0))
+
+
+def test_an_endless_manifest_leaves_the_host_out_and_keeps_the_others(
+    tmp_path: Path, source: Path
+) -> None:
+    """One host floods its artifact list: its slice fails for integrity, the other is kept."""
+    farm = FakeFarm(tmp_path / "farm", (host("h1", "linux/amd64"), host("h2", "linux/arm64")))
+    flood = "\t".join(["f", "1", "0" * 64, "1", b"x".hex()]) + "\n"
+    farm["h1"].on(is_manifest, Reply(output=flood * 100_000))
+    the_job = job(source, platforms="linux/amd64,linux/arm64")
+    result = _run(
+        dataclasses.replace(the_job, limits=dataclasses.replace(FAST, manifest_bytes=MiB)), farm
+    )
+    by_host = {r.slice.host: r for r in result.results}
+    assert by_host["h1"].status is Status.INTEGRITY
+    assert "manifest_bytes limit (1 MiB)" in by_host["h1"].error
+    assert by_host["h2"].ok and (source / "_output/bin/linux/arm64/tool").is_file()
+    assert not result.ok

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kdist.errors import IntegrityError, MissingArtifacts, TransferError
-from kdist.model import Artifact, Platform, Slice
+from kdist.errors import HeadNodeError, IntegrityError, MissingArtifacts, TransferError
+from kdist.model import Artifact, Limits, MiB, Platform, Slice
 from kdist.remote import hostside
 from kdist.stages.collect import MAX_ARTIFACT_BYTES, collect_slice
 from kdist.testing.builders import host
@@ -129,7 +129,7 @@ def test_an_empty_artifacts_folder_is_a_build_failure(fake: FakeTransport, tmp_p
 
 def is_manifest(call: Call) -> bool:
     """True for the artifact manifest helper."""
-    return call.argv[:4] == tuple(hostside.manifest("/", "/", "a", 0)[:4])
+    return call.argv[:4] == tuple(hostside.manifest("/", "/", "a", 0, 0)[:4])
 
 
 def test_a_file_changed_after_listing_is_refused(fake: FakeTransport, tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_a_file_changed_after_listing_is_refused(fake: FakeTransport, tmp_path: 
     ("listing", "needle"),
     [
         ("garbage", "malformed artifact list"),
-        ("\n".join(f"d\t-\t-\t1\t{i:04x}" for i in range(200)), "200 or more"),
+        ("\n".join(f"d\t-\t-\t1\t{(b'n%05d' % i).hex()}" for i in range(10_001)), "than 10000"),
         ("\t".join(["f", str(MAX_ARTIFACT_BYTES + 1), "-", "1", b"tool".hex()]), "over"),
     ],
 )
@@ -165,3 +165,64 @@ def test_a_failed_pull_is_a_transfer_error(fake: FakeTransport, tmp_path: Path) 
     with pytest.raises(TransferError, match="rsync exit 12"):
         collect(fake, tmp_path / "out")
     assert list((tmp_path / "out/bin/linux").iterdir()) == []
+
+
+# --- limits on what a host lists and offers ----------------------------------------------------
+
+
+def _collect(fake: FakeTransport, out: Path, limits: Limits) -> tuple[Artifact, ...]:
+    """Collect SLICE into out/bin/linux/amd64 within `limits`."""
+    dest = out / "bin/linux/amd64"
+    return asyncio.run(collect_slice(fake, SLICE, dest, None, out, ATTEMPT, limits=limits))
+
+
+def test_an_endless_manifest_is_stopped_at_its_limit(fake: FakeTransport, tmp_path: Path) -> None:
+    """A host printing an endless artifact list: integrity failure naming host and limit."""
+    line = "\t".join(["f", "1", "0" * 64, "1", b"x".hex()]) + "\n"
+    fake.on(is_manifest, Reply(output=line * 200_000))
+    with pytest.raises(IntegrityError, match=r"h1: linux/amd64: .* manifest_bytes limit \(1 MiB\)"):
+        _collect(fake, tmp_path / "out", Limits(manifest_bytes=MiB))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
+
+
+def test_too_many_artifacts_are_refused_before_any_is_hashed(
+    fake: FakeTransport, tmp_path: Path
+) -> None:
+    """More entries than artifact_files: refused by the host script's count, nothing pulled."""
+    build(fake, {f"f{n}": b"x" for n in range(6)})
+    with pytest.raises(IntegrityError, match=r"more than 5 entries .* artifact_files limit"):
+        _collect(fake, tmp_path / "out", Limits(artifact_files=5))
+    assert [c.op for c in fake.calls].count("pull") == 0
+
+
+def test_too_many_bytes_of_artifacts_are_refused_before_the_pull(
+    fake: FakeTransport, tmp_path: Path
+) -> None:
+    """Files that together pass artifact_bytes are refused from the list alone."""
+    build(fake, {"a": b"x" * 600, "b": b"y" * 600})
+    with pytest.raises(IntegrityError, match="holds 1200 bytes, over the artifact_bytes limit"):
+        _collect(fake, tmp_path / "out", Limits(artifact_bytes=1000))
+    assert [c.op for c in fake.calls].count("pull") == 0
+
+
+def test_one_artifact_over_its_limit_is_refused(fake: FakeTransport, tmp_path: Path) -> None:
+    """A file over artifact_file_bytes gets no digest from the host, and is refused."""
+    build(fake, {"big": b"x" * 2000})
+    listing = "\t".join(["f", "2000", "-", "1", b"big".hex()])
+    fake.on(is_manifest, Reply(output=listing))
+    with pytest.raises(IntegrityError, match="over the artifact_file_bytes limit"):
+        _collect(fake, tmp_path / "out", Limits(artifact_file_bytes=1000))
+
+
+def test_a_pull_that_would_not_fit_is_a_head_node_error(
+    fake: FakeTransport, tmp_path: Path
+) -> None:
+    """A listed size beyond the output disk's free space: HeadNodeError, nothing pulled or left."""
+    huge = 1 << 50  # a petabyte: more than any test machine has free
+    listing = "\t".join(["f", str(huge), "0" * 64, "1", b"tool".hex()])
+    fake.on(is_manifest, Reply(output=listing))
+    limits = Limits(artifact_file_bytes=huge, artifact_bytes=huge)
+    with pytest.raises(HeadNodeError, match="not enough free space to pull"):
+        _collect(fake, tmp_path / "out", limits)
+    assert [c.op for c in fake.calls].count("pull") == 0
+    assert [p.name for p in (tmp_path / "out/bin/linux").iterdir()] == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import kdist.remote
+from kdist.remote import hostside
 from kdist.remote.argv import NO_WORKDIR
 from kdist.remote.hostside import (
     BUILD_WRAPPER,
@@ -331,7 +332,7 @@ def test_bad_attempt_ids_are_refused(attempt: str) -> None:
     with pytest.raises(ValueError, match="attempt"):
         kill_attempt("/w", attempt)
     with pytest.raises(ValueError, match="attempt"):
-        manifest("/w/out", "/w", attempt, 10)
+        manifest("/w/out", "/w", attempt, 10, 10)
 
 
 def test_bad_numbers_and_empty_argv_are_refused() -> None:
@@ -343,7 +344,7 @@ def test_bad_numbers_and_empty_argv_are_refused() -> None:
         lambda: hold_lock("/w", "run 1", 1),
         lambda: hold_lock("/w", "r1", -1),
         lambda: hold_lock("/w", "r1", float("nan")),
-        lambda: manifest("/w/o", "/w", "a-1", -1),
+        lambda: manifest("/w/o", "/w", "a-1", -1, 10),
     ]
     for call in calls:
         with pytest.raises(ValueError):
@@ -365,7 +366,14 @@ def test_argv_shapes_pass_values_as_arguments() -> None:
     assert kill_attempt("/w", "a-1")[3:] == ["kdist-kill", "/w", "a-1", "10"]
     assert hold_lock("/w", "r1", 1.5)[3:] == ["kdist-lock", "/w", "r1", "1.5"]
     assert hold_lock("/w", "r1", 2)[-1] == "2"
-    assert manifest("/w/o", "/w", "a-1", 99)[3:] == ["kdist-manifest", "/w/o", "/w", "a-1", "99"]
+    assert manifest("/w/o", "/w", "a-1", 99, 7)[3:] == [
+        "kdist-manifest",
+        "/w/o",
+        "/w",
+        "a-1",
+        "99",
+        "7",
+    ]
 
 
 def test_scripts_exit_codes_match_python() -> None:
@@ -374,6 +382,7 @@ def test_scripts_exit_codes_match_python() -> None:
         "EXIT_NO_WORKDIR": NO_WORKDIR,
         "EXIT_BUSY": EXIT_BUSY,
         "EXIT_NO_ARTIFACTS": EXIT_NO_ARTIFACTS,
+        "EXIT_TOO_MANY": hostside.EXIT_TOO_MANY,
         "EXIT_CANCELLED": EXIT_CANCELLED,
         "EXIT_NO_TOOL": 127,
     }
@@ -573,7 +582,7 @@ def test_manifest_reports_kinds_sizes_hashes_and_freshness(procs: Procs, tmp_pat
     (out / "stale").write_text("left by an earlier attempt")
     build = [sys.executable, "-c", MAKE_ARTIFACTS, str(out)]
     assert procs.run(guarded(build, workdir=str(tmp_path), attempt="r1-1")).returncode == 0
-    done = procs.run(manifest(str(out), str(tmp_path), "r1-1", 1000))
+    done = procs.run(manifest(str(out), str(tmp_path), "r1-1", 1000, 100))
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     got = {e.name: e for e in parse_manifest(done.stdout)}
@@ -602,16 +611,16 @@ def test_manifest_without_start_marker_marks_nothing_fresh(procs: Procs, tmp_pat
     """Without the attempt's start marker no entry is called fresh."""
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "bin").write_text("new")
-    done = procs.run(manifest(str(tmp_path / "out"), str(tmp_path), "r9-9", 10))
+    done = procs.run(manifest(str(tmp_path / "out"), str(tmp_path), "r9-9", 10, 100))
     assert parse_manifest(done.stdout) == [ManifestEntry("f", 3, _sha(b"new"), False, "bin")]
 
 
 def test_manifest_empty_and_missing_dirs(procs: Procs, tmp_path: Path) -> None:
     """An empty directory lists nothing; a missing one exits 96."""
     (tmp_path / "empty").mkdir()
-    done = procs.run(manifest(str(tmp_path / "empty"), str(tmp_path), "r1-1", 10))
+    done = procs.run(manifest(str(tmp_path / "empty"), str(tmp_path), "r1-1", 10, 100))
     assert (done.returncode, done.stdout) == (0, "")
-    missing = procs.run(manifest(str(tmp_path / "nope"), str(tmp_path), "r1-1", 10))
+    missing = procs.run(manifest(str(tmp_path / "nope"), str(tmp_path), "r1-1", 10, 100))
     assert missing.returncode == EXIT_NO_ARTIFACTS
     assert missing.stdout == ""
 
@@ -624,7 +633,7 @@ def test_manifest_relative_paths_resolve_from_the_login_dir(tmp_path: Path) -> N
     (tmp_path / "w" / "out").mkdir()
     (tmp_path / "w" / "out" / "f").write_text("x")
     done = subprocess.run(
-        ["sh", "-c", shlex.join(manifest("w/out", "w", "r1-1", 10))],
+        ["sh", "-c", shlex.join(manifest("w/out", "w", "r1-1", 10, 100))],
         cwd=tmp_path,
         capture_output=True,
         text=True,

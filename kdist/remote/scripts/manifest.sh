@@ -1,15 +1,19 @@
 # shellcheck shell=sh
 # List what a build left directly inside its artifacts directory, one tab-separated line each:
-#   sh -c MANIFEST kdist-manifest ARTIFACTS WORKDIR ATTEMPT MAX_SIZE
+#   sh -c MANIFEST kdist-manifest ARTIFACTS WORKDIR ATTEMPT MAX_SIZE MAX_ENTRIES
 # KIND (f file, l symlink, d directory, o other), SIZE and SHA256 (files only, else "-"; no
 # digest over MAX_SIZE bytes or without a sha256 tool), FRESH (1 when modified after the
 # attempt's start marker) and the NAME as hex bytes, so any byte in a name survives.
+# A directory with more than MAX_ENTRIES entries is not listed at all: the script prints their
+# count and exits 95, before it hashes anything, so a build that left 200,000 files costs seconds.
 # kdist/remote/hostside.py parses it (parse_manifest) and trusts none of it blindly.
 EXIT_NO_ARTIFACTS=96  # kdist.remote.hostside.EXIT_NO_ARTIFACTS
+EXIT_TOO_MANY=95      # kdist.remote.hostside.EXIT_TOO_MANY
 artifacts=$1
 workdir=$2
 attempt=$3
 max_size=$4
+max_entries=$5
 LC_ALL=C
 export LC_ALL
 
@@ -34,8 +38,21 @@ sha256_of_stdin() {
 }
 
 # Every name, dot files included: `.[!.]*` and `..?*` match those but not `.` and `..`. A
-# pattern that matches nothing stays as it is, and the existence test below drops it.
-for name in * .[!.]* ..?*; do
+# pattern that matches nothing stays as it is, and the existence tests drop it.
+set -- * .[!.]* ..?*
+count=0
+for name do
+  if [ -e "$name" ] || [ -L "$name" ]; then
+    count=$((count + 1))
+    [ "$count" -le "$max_entries" ] || break
+  fi
+done
+if [ "$count" -gt "$max_entries" ]; then
+  echo "more than $max_entries entries"
+  exit "$EXIT_TOO_MANY"
+fi
+
+for name do
   [ -e "$name" ] || [ -L "$name" ] || continue
   size=- digest=- fresh=0
   if [ -L "$name" ]; then
