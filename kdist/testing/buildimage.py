@@ -21,10 +21,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["PACKAGES", "BuildImageError", "ensure_image", "image_key", "main"]
+__all__ = ["CROSS_ARM64", "PACKAGES", "BuildImageError", "ensure_image", "image_key", "main"]
 
 RECIPE = "3"  # bump when the recipe below changes what goes into the image
 PACKAGES = ("busybox-static", "bash", "libtinfo6", "make", "libc6")
+# Debian's C cross compiler for linux/arm64 (what kube-cross carries), for cgo cross builds;
+# apt-get's dependency closure of these is added (gcc-aarch64-linux-gnu only recommends libc).
+CROSS_ARM64 = ("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross")
 REPOSITORY = "kdist-test/build"
 IMAGE_PATH = "/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin"
 # Not needed to build Go programs: the toolchain's own sources, tests and docs (a third of it).
@@ -55,9 +58,21 @@ def goroot() -> Path:
     return Path(_run([go, "env", "GOROOT"]).strip())
 
 
-def _candidates() -> str:
+def _closure(extra: Sequence[str]) -> tuple[str, ...]:
+    """PACKAGES, and `extra` with every package they depend on (recommends left out)."""
+    if not extra:
+        return PACKAGES
+    out = _run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *extra],
+               env={"LC_ALL": "C"})  # fmt: skip
+    names = {line.strip() for line in out.splitlines() if line and not line.startswith(" ")}
+    names = {n for n in names if not n.startswith("<")}  # virtual packages have no .deb
+    return (*PACKAGES, *sorted(names - set(PACKAGES)))
+
+
+def _candidates(packages: Sequence[str] = PACKAGES) -> str:
     """`package=version` of every package the image is made of (apt's candidate versions)."""
-    text = _run(["apt-cache", "policy", *PACKAGES], env={"LC_ALL": "C"})
+    text = _run(["apt-cache", "policy", *packages], env={"LC_ALL": "C"})
     found: list[str] = []
     name = ""
     for line in text.splitlines():
@@ -65,25 +80,25 @@ def _candidates() -> str:
             name = line.rstrip(":")
         elif line.strip().startswith("Candidate:"):
             found.append(f"{name}={line.split(':', 1)[1].strip()}")
-    if len(found) != len(PACKAGES) or any(f.endswith("(none)") for f in found):
-        msg = f"apt does not know all of {', '.join(PACKAGES)} (run apt-get update): {found}"
+    if len(found) != len(packages) or any(f.endswith("(none)") for f in found):
+        msg = f"apt does not know all of {', '.join(packages)} (run apt-get update): {found}"
         raise BuildImageError(msg)
     return "\n".join(found)
 
 
-def image_key(go_root: Path) -> str:
+def image_key(go_root: Path, packages: Sequence[str] = PACKAGES) -> str:
     """What the image is made of, as a short digest: recipe, package versions, Go version."""
     go_version = (go_root / "VERSION").read_text().splitlines()[0]
-    doc = f"{RECIPE}\n{os.uname().machine}\n{_candidates()}\n{go_version}\n"
+    doc = f"{RECIPE}\n{os.uname().machine}\n{_candidates(packages)}\n{go_version}\n"
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
-def _download(into: Path) -> list[Path]:
+def _download(into: Path, packages: Sequence[str] = PACKAGES) -> list[Path]:
     try:
-        _run(["apt-get", "download", *PACKAGES], cwd=into)
+        _run(["apt-get", "download", *packages], cwd=into)
     except BuildImageError:
         _run(["apt-get", "update", "-qq"])  # a fresh machine may have no package lists yet
-        _run(["apt-get", "download", *PACKAGES], cwd=into)
+        _run(["apt-get", "download", *packages], cwd=into)
     return sorted(into.glob("*.deb"))
 
 
@@ -120,11 +135,11 @@ def _copy_go(go_root: Path, rootfs: Path) -> None:
     shutil.copytree(go_root, dest, symlinks=True, ignore=ignore)
 
 
-def make_rootfs_tar(go_root: Path, tarball: Path) -> None:
+def make_rootfs_tar(go_root: Path, tarball: Path, packages: Sequence[str] = PACKAGES) -> None:
     """Build the root filesystem and pack it into `tarball` (written atomically)."""
     with tempfile.TemporaryDirectory(prefix="kdist-image-", dir=tarball.parent) as tmp:
         work = Path(tmp)
-        debs = _download(work)
+        debs = _download(work, packages)
         rootfs = work / "rootfs"
         rootfs.mkdir()
         for deb in debs:
@@ -152,10 +167,16 @@ def _image_id(docker_host: str, ref: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
 
 
-def ensure_image(docker_host: str, tag: str | None = None) -> tuple[str, str]:
-    """The build image in the daemon at `docker_host` (made and imported if missing): (tag, id)."""
+def ensure_image(
+    docker_host: str, tag: str | None = None, extra: Sequence[str] = ()
+) -> tuple[str, str]:
+    """The build image in the daemon at `docker_host` (made and imported if missing): (tag, id).
+
+    `extra` names Debian packages to add, with what they depend on (e.g. CROSS_ARM64).
+    """
     go_root = goroot()
-    key = image_key(go_root)
+    packages = _closure(extra)
+    key = image_key(go_root, packages)
     tag = tag or f"{REPOSITORY}:{key}"
     found = _image_id(docker_host, tag)
     if found:
@@ -164,7 +185,7 @@ def ensure_image(docker_host: str, tag: str | None = None) -> tuple[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     tarball = folder / f"rootfs-{key}.tar"
     if not tarball.is_file():
-        make_rootfs_tar(go_root, tarball)
+        make_rootfs_tar(go_root, tarball, packages)
     changes = [f"ENV PATH={IMAGE_PATH}", "ENV GOTOOLCHAIN=local", "ENV HOME=/tmp", "WORKDIR /work"]
     argv = ["docker", "import"]
     for change in changes:
@@ -182,9 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdist.testing.buildimage")
     parser.add_argument("docker_host", help="e.g. unix:///tmp/d/docker.sock")
     parser.add_argument("--tag", help=f"default: {REPOSITORY}:<content key>")
+    parser.add_argument("--cross-arm64", action="store_true", help="add Debian's arm64 cross gcc")
     args = parser.parse_args(argv)
     try:
-        tag, image = ensure_image(args.docker_host, args.tag)
+        extra = CROSS_ARM64 if args.cross_arm64 else ()
+        tag, image = ensure_image(args.docker_host, args.tag, extra)
     except BuildImageError as exc:
         print(f"buildimage: error: {exc}", file=sys.stderr)
         return 1
