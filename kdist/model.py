@@ -353,6 +353,9 @@ class SliceResult:
     smoke: tuple[SmokeTest, ...] = ()  # each binary run on a native host (profile `smoke:`)
     excerpt: tuple[str, ...] = ()  # a failed slice: the last lines of its log, noise trimmed
     hedge: Hedge | None = None  # a straggler got a twin on another host
+    # What hosts this slice moved away from sent that failed verification (those hosts were
+    # left out). The slice may still have finished on an honest host: the run exits 4 anyway.
+    violations: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

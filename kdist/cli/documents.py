@@ -211,6 +211,7 @@ def _slice_doc(job: Job, r: SliceResult) -> dict[str, Any]:
         "log": r.log,
         "log_tail": list(r.excerpt),
         "attempts": r.attempts,
+        "violations": list(r.violations),
         "reused": r.reused,
         "image": r.image,
         "binaries": str(job.dest(r.slice.platform)),
@@ -259,6 +260,8 @@ def run_summary(job: Job, result: RunResult) -> dict[str, Any]:
     elif failed:
         hosts = ", ".join(sorted({r.slice.host for r in failed}))
         title = f"FAILED: {len(failed)} of {len(result.results)} slices failed (on {hosts})"
+    elif violations := [v for r in result.results for v in r.violations]:
+        title = f"FAILED: integrity violation, nothing published: {violations[0]}"
     elif result.test_error:
         title = f"FAILED: {result.test_error.splitlines()[0]}"
     else:
@@ -333,7 +336,7 @@ def _tests_doc(result: RunResult) -> dict[str, Any] | None:
 def exit_status(result: RunResult) -> ExitStatus:
     """0 only for a complete run; otherwise the gravest failure class wins."""
     statuses = {r.status for r in result.results}
-    if Status.INTEGRITY in statuses:
+    if Status.INTEGRITY in statuses or any(r.violations for r in result.results):
         return ExitStatus.INTEGRITY_ERROR
     if Status.FAILED in statuses or result.package_error or result.test_error:
         return ExitStatus.BUILD_FAILED

@@ -117,5 +117,5 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when every slice, the tests and packaging (each if asked for) succeeded."""
-        slices_ok = all(r.ok for r in self.results)
+        slices_ok = all(r.ok and not r.violations for r in self.results)
         return slices_ok and not self.package_error and not self.test_error

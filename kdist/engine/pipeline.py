@@ -334,10 +334,14 @@ async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
     return await _finish(ctx, result, start, attempt)
 
 
+# A host that failed, or that sent something failing verification, is left out; the slice moves.
+_MOVES = (Status.INFRA, Status.INTEGRITY)
+
+
 async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
     """Attempts from the queue, host after host while hosts fail, then the checks; how many."""
     job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
-    attempt, result = 1, None
+    attempt, result, violations = 1, None, []
     while True:
         host = await sched.queue.acquire(slc.platform)
         if host is None:
@@ -347,13 +351,16 @@ async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
         result = await hedging.race(
             here, sched, functools.partial(_on_slot, ctx), reporter, attempt, ctx.memo
         )
-        if result.ok or result.status is not Status.INFRA or attempt >= job.limits.attempts:
+        if result.status is Status.INTEGRITY:  # the host is left out like a broken one
+            violations.append(result.error.split("\n", 1)[0])
+        if result.ok or result.status not in _MOVES or attempt >= job.limits.attempts:
             break
         why = result.error.splitlines()[0] if result.error else result.status.value
         sched.exclude(result.slice.host, why)
         reporter.emit(Note(f"{slc.platform}: back in the queue (attempt {attempt + 1}): {why}"))
         await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
         attempt += 1
+    result = dataclasses.replace(result, violations=tuple(violations))
     if result.ok:
         result = await _check(ctx, result)
     if result.ok:

@@ -1,8 +1,7 @@
 """A compromised build host on the sshd farm: its words stay inert, its waits end, its files stay out.
 
-Each test has a hostile host and an honest one: the generic example's linux/arm64 slice (h2)
-runs a hostile script after (or instead of) its build, linux/amd64 (h1) builds honestly and
-must be kept.
+Each test has a hostile host and an honest one: h2 (planned for linux/arm64) runs a hostile
+script after its build, h1 (linux/amd64) builds honestly and its binaries must be kept.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kdist.testing.devfarm import Farm
-from tests.helpers import git, make_project
+from tests.helpers import git, make_project, release
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +35,16 @@ HOSTILE = "linux/arm64"
 
 
 def hostile_project(root: Path, script: str) -> tuple[Path, Path]:
-    """The generic example with `hostile.sh OS ARCH`: builds, then runs `script` on arm64.
+    """The generic example with `hostile.sh OS ARCH`: builds, then on h2 runs `script` too.
 
     Returns the source and a profile that builds with it.
     """
     source = make_project("generic", root / "cri-tools", "v0.9.1")
     (source / "hostile.sh").write_text(
         "#!/bin/sh\n"
-        "# The build, then what a compromised linux/arm64 host does on top.\n"
+        "# The build, then what a compromised h2 does on top (farm hosts answer hostname).\n"
         'make binaries GOOS="$1" GOARCH="$2" || exit\n'
-        '[ "$1/$2" = linux/arm64 ] || exit 0\n'
+        '[ "$(hostname)" = h2 ] || exit 0\n'
         'cd "build/bin/$1/$2" || exit\n'
         f"{script}\n"
     )
@@ -120,3 +119,30 @@ def test_build_output_cannot_drive_the_terminal_plain_json_and_pty(
     _assert_inert(on_pty.stdout)
     assert b"\\x1b]0;pwned-title" in on_pty.stdout
     _assert_honest_kept(tmp_path / "out-pty")
+
+
+def test_wrong_architecture_file_with_a_non_utf8_name_is_refused_with_exit_4(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """A wrong-arch file named with bytes that are not UTF-8: exit 4 (not 70), h1's kept."""
+    name = r"$(printf 'evil-\377\033]0;t\007')"
+    source, profile = hostile_project(tmp_path, f'cp /bin/ls "{name}"')
+    out = tmp_path / "out"
+    ran = release(
+        source, "--profile", profile, hosts=farm.inventory_path, out=out,
+        platforms=f"{HONEST},{HOSTILE}",
+    )  # fmt: skip
+    assert ran.code == 4, ran.stderr
+    by_platform = {s["platform"]: s for s in ran.json["slices"]}
+    assert by_platform[HONEST]["status"] == "ok"
+    moved = by_platform[HOSTILE]  # h2 was left out; an honest host built the slice again
+    assert moved["status"] == "ok" and moved["host"] != "h2" and moved["attempts"] == 2
+    (violation,) = moved["violations"]
+    assert violation.startswith("h2: linux/arm64: ") and "evil-\\xff\\x1b]0;t\\x07" in violation
+    assert "h2 left out" in json.dumps(ran.json["notes"])
+    assert ran.json["title"].startswith("FAILED: integrity violation, nothing published: h2")
+    _assert_inert(ran.stdout.encode() + ran.stderr.encode())
+    _assert_honest_kept(out)
+    assert sorted(p.name for p in (out / "bin/linux/arm64").iterdir()) == ["crictl", "critest"]
+    assert not (out / "release-tars").exists()
+    assert all(b"evil" not in os.fsencode(p.name) for p in out.rglob("*"))

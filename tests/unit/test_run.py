@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kdist.cli import documents
 from kdist.cli.documents import exit_status
 from kdist.engine import pipeline
 from kdist.engine.job import Job, RunResult
@@ -228,12 +229,33 @@ def test_wrong_architecture_is_an_integrity_violation(tmp_path: Path, source: Pa
     """An arm64 binary for linux/amd64: exit 4, nothing published, nothing moved in."""
     farm = make_farm(tmp_path)
     farm["h1"].on(["make"], Reply(files={"bin/linux/amd64/tool": binary(ARM64)}))
-    result = run(job(source), farm)
+    result = run(job(source, limits=Limits(attempts=1)), farm)
     assert exit_status(result) is ExitStatus.INTEGRITY_ERROR
     assert result.results[0].status is Status.INTEGRITY
     assert "a linux/arm64 binary" in result.results[0].error
     assert not (source / "_output/bin/linux/amd64").exists()
     assert not (source / "_output/release-tars").exists()
+
+
+def test_an_integrity_violation_leaves_the_host_out_and_the_slice_moves(
+    tmp_path: Path, source: Path
+) -> None:
+    """h1 sends a wrong binary: left out; h2 builds the slice, kept; still exit 4, no publish."""
+    farm = make_farm(tmp_path, host("h1", "linux/amd64"), host("h2", "linux/amd64"))
+    farm["h1"].on(["make"], Reply(files={"bin/linux/amd64/tool": binary(ARM64)}))
+    reporter = RecordingReporter()
+    result = run(job(source, limits=Limits(backoff=0.0)), farm, reporter)
+    (slc,) = result.results
+    assert slc.ok and slc.slice.host == "h2" and slc.attempts == 2
+    (violation,) = slc.violations
+    assert "h1: linux/amd64: tool is a linux/arm64" in violation
+    assert any("h1 left out" in n for n in notes(reporter))
+    assert exit_status(result) is ExitStatus.INTEGRITY_ERROR and not result.ok
+    assert (source / "_output/bin/linux/amd64/tool").read_bytes() == binary(AMD64)
+    assert not (source / "_output/release-tars").exists()
+    assert documents.run_summary(job(source), result)["title"].startswith(
+        "FAILED: integrity violation, nothing published: h1: linux/amd64"
+    )
 
 
 def test_the_gravest_class_wins(tmp_path: Path, source: Path) -> None:
