@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from kdist.cli.documents import exit_status
 from kdist.cli.options import ReleaseOptions, parse
 from kdist.config.loader import load_yaml_text
 from kdist.config.profile import parse_profile
 from kdist.engine import pipeline
 from kdist.engine.job import Job, RunResult
 from kdist.engine.logtail import MARKER_ROOM, SliceLog, excerpt, unstamp
-from kdist.errors import InfraError, IntegrityError, OutputTooLarge, ProfileError
+from kdist.errors import ExitStatus, InfraError, IntegrityError, OutputTooLarge, ProfileError
 from kdist.events import LogTruncated
 from kdist.model import (
     Host,
@@ -316,7 +317,7 @@ def test_a_giant_lock_answer_is_cut_and_the_host_not_locked(tmp_path: Path) -> N
 def test_an_endless_manifest_leaves_the_host_out_and_keeps_the_others(
     tmp_path: Path, source: Path
 ) -> None:
-    """One host floods its artifact list: its slice fails for integrity, the other is kept."""
+    """One host floods its artifact list: left out for integrity (its slice moves), h2's kept."""
     farm = FakeFarm(tmp_path / "farm", (host("h1", "linux/amd64"), host("h2", "linux/arm64")))
     flood = "\t".join(["f", "1", "0" * 64, "1", b"x".hex()]) + "\n"
     farm["h1"].on(is_manifest, Reply(output=flood * 100_000))
@@ -324,8 +325,8 @@ def test_an_endless_manifest_leaves_the_host_out_and_keeps_the_others(
     result = _run(
         dataclasses.replace(the_job, limits=dataclasses.replace(FAST, manifest_bytes=MiB)), farm
     )
-    by_host = {r.slice.host: r for r in result.results}
-    assert by_host["h1"].status is Status.INTEGRITY
-    assert "manifest_bytes limit (1 MiB)" in by_host["h1"].error
-    assert by_host["h2"].ok and (source / "_output/bin/linux/arm64/tool").is_file()
-    assert not result.ok
+    by_platform = {str(r.slice.platform): r for r in result.results}
+    (violation,) = by_platform["linux/amd64"].violations  # then built again on h2, kept
+    assert violation.startswith("h1: ") and "manifest_bytes limit (1 MiB)" in violation
+    assert by_platform["linux/arm64"].ok and (source / "_output/bin/linux/arm64/tool").is_file()
+    assert not result.ok and exit_status(result) is ExitStatus.INTEGRITY_ERROR
