@@ -34,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,6 +299,7 @@ class Farm:
         docker_socket: Path | None = None,
         no_forwarding: Sequence[str] = (),
         login_rc: bool = True,
+        extra_config: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -313,6 +314,8 @@ class Farm:
         self.root = Path(root).resolve()
         # Hosts whose sshd forwards no TCP: neither docker sockets nor ProxyJump go through them.
         self.no_forwarding = frozenset(no_forwarding)
+        # sshd_config lines added per host, e.g. a ForceCommand that plays a compromised host.
+        self.extra_config = {name: tuple(lines) for name, lines in (extra_config or {}).items()}
         # False: login shells skip the user's rc files (Debian's bash reads ~/.bashrc for a
         # command run by sshd only below SHLVL 2), so a benchmark of many hosts on one machine
         # measures the head node, not 200 copies of this machine's ~/.bashrc.
@@ -456,6 +459,7 @@ class Farm:
             "Subsystem sftp internal-sftp",
             f"SetEnv KDIST_FARM_HOST={host.name}{'' if self.login_rc else ' SHLVL=1'}",
             *self._version_specific_config(),
+            *self.extra_config.get(host.name, ()),
         ]
         return "\n".join(lines) + "\n"
 
