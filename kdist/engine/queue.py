@@ -54,15 +54,21 @@ class SliceQueue:
     _stragglers: dict[Platform, _Straggler] = field(default_factory=dict)
     _rank: dict[Platform, int] = field(default_factory=dict)
     hedged_after: dict[Platform, float] = field(default_factory=dict)  # the straggler's time
+    _soon: bool = False  # a dispatch is scheduled for the next turn of the loop
 
     def __post_init__(self) -> None:
         self._rank = {p: i for i, p in enumerate(self.rules.order(self.platforms))}
 
     async def acquire(self, platform: Platform, avoid: Collection[str] = ()) -> str | None:
         """Wait for a slot that may build `platform`; its host, or None when none is left."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
         self._waiting[platform] = _Waiting(future, frozenset(avoid))
-        self.dispatch()
+        # Soon, not now: every slice task of the run asks in the same turn of the loop, and
+        # the longest of them must be first in line, not whichever asked first.
+        if not self._soon:
+            self._soon = True
+            loop.call_soon(self._dispatch_soon)
         try:
             return await future
         except asyncio.CancelledError:
@@ -70,6 +76,10 @@ class SliceQueue:
             if future.done() and not future.cancelled() and future.result() is not None:
                 self.release(platform, future.result() or "")  # granted just as we were stopped
             raise
+
+    def _dispatch_soon(self) -> None:
+        self._soon = False
+        self.dispatch()
 
     def building(self, platform: Platform, host: str) -> None:
         """The build itself started (setup is done): its estimate counts from now."""

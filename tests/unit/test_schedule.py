@@ -248,3 +248,15 @@ def test_the_eta_is_reported_and_reaches_zero(tmp_path: Path, source: Path) -> N
     assert max(estimates) > 0.0
     assert result.estimates and result.estimates[-1][1] == 0.0
     assert all(r.status is Status.OK for r in result.results)
+
+
+def test_slices_that_ask_at_once_are_granted_longest_first(tmp_path: Path, source: Path) -> None:
+    """One slot, three slices asking in the same turn: built in LPT order, not in asking order."""
+    learned = history({("linux/amd64", "h1"): 1.0, ("linux/arm64", "h1"): 3.0,
+                       ("linux/s390x", "h1"): 2.0})  # fmt: skip
+    save_history(source / "_output", learned)
+    farm = FakeFarm(tmp_path / "farm", [host("h1", "linux/amd64")])
+    the_job = quick_hedge(source, platforms="linux/amd64,linux/arm64,linux/s390x")
+    assert run(the_job, farm, RecordingReporter()).ok
+    built = [c.argv[2] for c in farm["h1"].runs(["make"])]
+    assert built == ["arm64", "s390x", "amd64"]
