@@ -18,7 +18,9 @@ from kdist.cli.report import (
     print_table,
 )
 from kdist.events import (
+    Estimate,
     Event,
+    Hedged,
     Note,
     NullReporter,
     OutputLine,
@@ -422,3 +424,37 @@ def test_plain_lines_say_where_a_slice_moved_and_what_moved() -> None:
         "[h3] sync: 2.0 MB moved",
         "[h3 linux/arm64] pull: 42.0 kB moved",
     ]
+
+
+def test_live_view_shows_the_schedulers_eta_and_a_hedge() -> None:
+    """The scheduler's estimate counts down on the view's clock; a twin and its win show."""
+    console, buf = rich_console()
+    clock = FakeClock()
+    reporter = RichReporter(console, clock=clock, auto_refresh=False)
+    reporter.emit(RunStarted(**{**RUN.__dict__}))
+    reporter.emit(PlanReady(PLAN))
+    reporter.emit(PhaseStarted("linux-amd64", "build", "h1", 1))
+    reporter.emit(Estimate(40.0, 0.0))
+    clock.now += 10
+    reporter.emit(Hedged("linux-amd64", "h1", "h2", 30.0))
+    reporter.emit(PhaseStarted("linux-amd64", "sync", "h2", 0))  # the twin's own phases
+    frame = buf.getvalue().split("kdist release")[-1]
+    assert "ETA 0:00:30" in frame
+    assert re.search(r"linux/amd64 │ h1 \+ twin on h2", frame), frame
+    reporter.emit(Hedged("linux-amd64", "h1", "h2", 30.0, winner="h2", stopped="h1"))
+    reporter.emit(
+        SliceFinished(dataclasses.replace(OK, slice=dataclasses.replace(AMD64, host="h2")))
+    )
+    frame = buf.getvalue().split("kdist release")[-1]
+    reporter.close()
+    assert "h2 (hedged: h2 won, h1 stopped)" in frame, frame
+
+
+def test_plain_lines_add_the_eta_while_slices_are_left() -> None:
+    """A finished slice's line ends with the scheduler's ETA while others still build."""
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    reporter.emit(PlanReady(PLAN))
+    reporter.emit(Estimate(12.0, 0.0))
+    reporter.emit(SliceFinished(OK))
+    assert stream.getvalue().splitlines()[-1].endswith("(17 artifacts) · ETA 0:00:12")

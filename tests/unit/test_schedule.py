@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kdist.cli.options import ReleaseOptions, RunOptions, parse
 from kdist.engine import pipeline, placement
 from kdist.engine.estimate import DEFAULT_SECONDS, Estimates, History, learn
 from kdist.engine.job import Job, RunResult
@@ -196,6 +197,8 @@ def test_a_straggler_gets_a_twin_that_wins_and_the_straggler_is_stopped(
     assert built.hedge.stopped == "h1" and built.hedge.after >= 0.3  # 1.5 x 0.2 s
     assert len(farm["h1"].killed) == 1  # the host-side guard was told to kill its group
     assert (source / "_output/bin/linux/amd64/tool").read_bytes().endswith(b"h2")
+    staging = [p.name for p in (source / "_output/bin/linux").iterdir() if p.name != "amd64"]
+    assert staging == []  # the loser's staging folder is gone
     hedges = [e for e in reporter.events if isinstance(e, Hedged)]
     assert [h.winner for h in hedges] == ["", "h2"]
     learned = load_history(source / "_output").samples
@@ -260,3 +263,12 @@ def test_slices_that_ask_at_once_are_granted_longest_first(tmp_path: Path, sourc
     assert run(the_job, farm, RecordingReporter()).ok
     built = [c.argv[2] for c in farm["h1"].runs(["make"])]
     assert built == ["arm64", "s390x", "amd64"]
+
+
+def test_no_hedge_is_an_option_whose_default_lives_in_run_options() -> None:
+    """`--no-hedge` turns hedging off; without it RunOptions' default (on) holds."""
+    on = parse(["release", "--source", "."]).command
+    off = parse(["release", "--source", ".", "--no-hedge"]).command
+    assert isinstance(on, ReleaseOptions) and isinstance(off, ReleaseOptions)
+    assert on.run.hedge is RunOptions().hedge is True
+    assert off.run.hedge is False
