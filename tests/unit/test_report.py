@@ -431,9 +431,8 @@ def test_live_view_shows_the_schedulers_eta_and_a_hedge() -> None:
     console, buf = rich_console()
     clock = FakeClock()
     reporter = RichReporter(console, clock=clock, auto_refresh=False)
-    reporter.emit(RunStarted(**{**RUN.__dict__}))
-    reporter.emit(PlanReady(PLAN))
-    reporter.emit(PhaseStarted("linux-amd64", "build", "h1", 1))
+    for event in (RUN, PlanReady(PLAN), PhaseStarted("linux-amd64", "build", "h1", 1)):
+        reporter.emit(event)
     reporter.emit(Estimate(40.0, 0.0))
     clock.now += 10
     reporter.emit(Hedged("linux-amd64", "h1", "h2", 30.0))
