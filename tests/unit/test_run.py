@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +17,8 @@ from kdist.engine.job import Job, RunResult
 from kdist.errors import ConfigError, ConnectError, ExitStatus, HeadNodeError, PlanError
 from kdist.events import Note, SliceFinished
 from kdist.model import Host, Limits, Platform, Status
-from kdist.testing.builders import FakeFarm, host, job
-from kdist.testing.fake import Reply, binary
+from kdist.testing.builders import GENERIC, FakeFarm, host, is_build, job
+from kdist.testing.fake import Call, Reply, binary
 from kdist.testing.reporter import RecordingReporter
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
@@ -323,3 +325,72 @@ def test_slices_finish_once_each(tmp_path: Path, source: Path) -> None:
     run(job(source, platforms="linux/amd64,linux/arm64"), farm, reporter)
     finished = [e.result.slice.platform for e in reporter.events if isinstance(e, SliceFinished)]
     assert sorted(finished) == [AMD64, ARM64]
+
+
+ASKS_GIT = dataclasses.replace(GENERIC, git_answers=True)  # as a parsed generic kdist.yaml is
+
+
+def _in_git(source: Path) -> None:
+    """Make `source` a git repository with one commit tagged v1.2.3."""
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "import"),
+                 ("tag", "v1.2.3")):  # fmt: skip
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=source,
+                       check=True, capture_output=True)  # fmt: skip
+
+
+def test_git_answers_go_to_every_host_with_the_tree(tmp_path: Path, source: Path) -> None:
+    """A generic profile in git: each host gets the repository in .kdist/git and a .git for it."""
+    _in_git(source)
+    farm = make_farm(tmp_path)
+    result = run(job(source, platforms="linux/amd64,linux/arm64", profile=ASKS_GIT), farm)
+    assert exit_status(result) is ExitStatus.OK
+    for name in ("h1", "h2"):
+        pushed = [c.path for c in farm[name].calls if c.op == "push"]
+        assert pushed[1:] == [f"{pushed[0]}/.kdist/git"]
+        head = farm[name].path(f"{pushed[0]}/.kdist/git/kdist/HEAD")
+        assert head.read_text() == "ref: refs/heads/main\n"
+        installs = [c.argv[4:] for c in farm[name].calls if c.argv[3:4] == ("kdist-git",)]
+        assert installs == [(pushed[0], "install")]
+
+
+def test_git_answers_off_removes_them_and_sends_nothing(tmp_path: Path, source: Path) -> None:
+    """git_answers: false: nothing is pushed but the tree, and the host is told to remove them."""
+    _in_git(source)
+    farm = make_farm(tmp_path, host("h1", "linux/amd64"))
+    assert exit_status(run(job(source), farm)) is ExitStatus.OK  # GENERIC: git_answers off
+    assert len([c for c in farm["h1"].calls if c.op == "push"]) == 1
+    assert [c.argv[5] for c in farm["h1"].calls if c.argv[3:4] == ("kdist-git",)] == ["remove"]
+
+
+def test_a_new_tag_rebuilds_and_the_same_answers_do_not(tmp_path: Path, source: Path) -> None:
+    """The journal's key holds the git answers: unchanged is reused, a new tag is built again."""
+    _in_git(source)
+    farm = make_farm(tmp_path, host("h1", "linux/amd64"))
+    assert not any(r.reused for r in run(job(source, profile=ASKS_GIT), farm).results)
+    assert all(r.reused for r in run(job(source, profile=ASKS_GIT), farm).results)
+    subprocess.run(["git", "tag", "other-tag"], cwd=source, check=True)
+    assert not any(r.reused for r in run(job(source, profile=ASKS_GIT), farm).results)
+
+
+def test_platformless_slices_build_at_once_in_their_own_trees(
+    tmp_path: Path, source: Path
+) -> None:
+    """artifacts without the platform, capacity 2: each slice is made its own tree, builds there."""
+    profile = dataclasses.replace(GENERIC, artifacts="out")
+    farm = make_farm(tmp_path, host("h1", "linux/amd64", capacity=2))
+
+    def tool_in_out(call: Call) -> Reply:
+        return Reply(files={"out/tool": binary(Platform(call.argv[1], call.argv[2]))})
+
+    farm["h1"].on(is_build, tool_in_out)
+    result = run(job(source, platforms="linux/amd64,linux/arm64", profile=profile), farm)
+    assert exit_status(result) is ExitStatus.OK
+    tree = result.plan.slices[0].tree
+    assert tree
+    slots = [c.argv[4:] for c in farm["h1"].calls if c.argv[3:4] == ("kdist-slot",)]
+    assert sorted(slots) == [(tree, f"{tree}/.kdist/slots/linux-amd64"),
+                             (tree, f"{tree}/.kdist/slots/linux-arm64")]  # fmt: skip
+    builds = {c.argv[1:3]: c.cwd for c in farm["h1"].calls if is_build(c)}
+    assert builds == {("linux", "amd64"): f"{tree}/.kdist/slots/linux-amd64",
+                      ("linux", "arm64"): f"{tree}/.kdist/slots/linux-arm64"}  # fmt: skip
+    assert (source / "_output/bin/linux/arm64/tool").read_bytes() == binary(ARM64)
