@@ -100,6 +100,7 @@ class Endpoint:
     known_hosts: tuple[Path, ...] = ()  # where its host key is looked up (and recorded)
     connect_timeout: float | None = None  # ssh_config's ConnectTimeout
     written: frozenset[str] = frozenset()  # keys the inventory set; ssh_config gave the rest
+    ciphers: str | None = None  # ssh_config's Ciphers (asyncssh applies it); None: kdist's order
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Host:
     # The connection keys (port, user, identity_file, known_hosts) the inventory wrote: only
     # those beat ssh_config; an unwritten port 22 is a default, not a choice.
     written: frozenset[str] = frozenset()
+    ciphers: str | None = None  # ssh_config's Ciphers, as Endpoint.ciphers
 
     @property
     def endpoint(self) -> Endpoint:

@@ -149,6 +149,7 @@ def make_job(opts: ReleaseOptions | BuildOptions) -> tuple[Job, tuple[Host, ...]
         container=container_spec(profile, source, os.environ, run.container),
         go_pin=toolchain.read_pin(source),
         allow_toolchain_drift=run.allow_toolchain_drift,
+        compress=run.farm.compress,
     )
     if isinstance(opts, BuildOptions):
         # `kdist build` without --platform builds for the building host's own platform.
@@ -186,6 +187,7 @@ def farm_transports(farm: Farm) -> TransportFactory:
     options = SshOptions(
         connect_timeout=farm.connect_timeout,
         accept_new_host_keys=farm.accept_new_host_keys,
+        compress=farm.compress,
         ssh_config=ssh_config_files(farm.ssh_config),
         on_new_key=lambda text: print(f"kdist: {text}", file=sys.stderr),
     )

@@ -183,7 +183,7 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
     sync = (
         "(builds in place)"
         if host.local
-        else to_shell(rsync_push("<kdist-relay>", job.source, workdir))
+        else to_shell(rsync_push("<kdist-relay>", job.source, workdir, compress=job.compress))
     )
     env = _env_words(the_plan.env[host.name])
     return {

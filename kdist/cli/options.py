@@ -51,6 +51,7 @@ class Farm:
     ssh_config: Path | None = None  # None: ~/.ssh/config and /etc/ssh/ssh_config
     connect_timeout: float | None = None  # None: the host's ConnectTimeout, else 10 s
     accept_new_host_keys: bool = False
+    compress: bool = False  # --compress: rsync compresses what it moves (zstd when both ends can)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     _farm_options(p)
     _tree_options(p)
     _mode_options(p)
+    p.add_argument(
+        "--compress",
+        action="store_true",
+        help="compress syncs and pulls on the wire, for slow links "
+        "(rsync --compress: zstd when both ends have it, else zlib)",
+    )
     p.add_argument(
         "--native-only",
         action="store_true",

@@ -51,6 +51,7 @@ class Job:
     reproduce: int = 0  # slices rebuilt on a second host and compared (REPRODUCE_ALL: each)
     sign_key: Path | None = None  # ssh-keygen -Y sign key for SHA256SUMS, SHA512SUMS, provenance
     hedge: bool = True  # a straggling build gets a twin on an idle host (--no-hedge: never)
+    compress: bool = False  # --compress: shown in -n's rsync command (the transports apply it)
 
     def expected(self, platform: Platform) -> tuple[str, ...] | None:
         """The binaries a slice must bring back (None: whatever the build made)."""

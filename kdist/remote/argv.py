@@ -76,16 +76,26 @@ def write_file(path: str) -> list[str]:
 
 
 def rsync_push(
-    rsh: str | None, src: Path, dest: str, excludes: Sequence[str] = SYNC_EXCLUDES
+    rsh: str | None,
+    src: Path,
+    dest: str,
+    excludes: Sequence[str] = SYNC_EXCLUDES,
+    *,
+    compress: bool = False,
 ) -> list[str]:
     """Rsync the tree `src` to `dest` (remote `kdist:dest` when rsh is given), incrementally."""
     argv = ["rsync", "--recursive", "--links", "--perms", "--times", "--delete", "--protect-args"]
     argv += [f"--exclude={pattern}" for pattern in excludes]
-    return argv + _rsh(rsh) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
+    return argv + _rsh(rsh, compress) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
 
 
 def rsync_pull(
-    rsh: str | None, src: str, dest: Path, max_size: int = Limits.artifact_file_bytes
+    rsh: str | None,
+    src: str,
+    dest: Path,
+    max_size: int = Limits.artifact_file_bytes,
+    *,
+    compress: bool = False,
 ) -> list[str]:
     """Rsync the directory `src` into the fresh local folder `dest`: regular files only."""
     # No --links and no --devices/--specials: symlinks, devices and FIFOs are skipped by rsync,
@@ -94,11 +104,15 @@ def rsync_pull(
     # never the contents of a subfolder that no limit counted (a subfolder is refused anyway).
     argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args"]
     argv += [f"--max-size={max_size}", "--chmod=go-w"]
-    return argv + _rsh(rsh) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
+    return argv + _rsh(rsh, compress) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
 
 
-def _rsh(rsh: str | None) -> list[str]:
-    return [f"--rsh={rsh}"] if rsh else []
+def _rsh(rsh: str | None, compress: bool) -> list[str]:
+    if not rsh:
+        return []  # a copy on this machine: nothing crosses a wire, nothing to compress
+    # rsync 3.2+ negotiates the method (zstd, lz4, zlibx, zlib: the first both ends have), so
+    # plain --compress is zstd between current rsyncs and zlib with an old one on either end.
+    return [f"--rsh={rsh}", *(["--compress"] if compress else [])]
 
 
 def _remote(rsh: str | None, path: str) -> str:

@@ -209,6 +209,7 @@ class SshOptions:
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 3
     accept_new_host_keys: bool = False  # trust on first use (OpenSSH accept-new); never a change
+    compress: bool = False  # rsync compresses on the wire (slow links; costs CPU on fast ones)
     ssh_config: tuple[Path, ...] = ()  # the ssh_config files hosts were resolved with
     on_new_key: Callable[[str], None] | None = None  # told about every key accept-new records
 

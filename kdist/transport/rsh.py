@@ -1,9 +1,12 @@
-"""rsync's --rsh helper: carry one rsync session over kdist's existing SSH connection.
+"""rsync's --rsh helper: hand one rsync session to kdist, which carries it over its connection.
 
-rsync runs `python3 rsh.py SOCKET HOST rsync --server ...` the way it would run `ssh HOST ...`.
-This script sends the remote command line to kdist over the Unix socket SOCKET; kdist opens a
-channel on its already-authenticated asyncssh connection, and relays bytes. Frames from kdist
-are `type (1 byte) + length (4 bytes) + data`: 1 = stdout, 2 = stderr, 3 = exit status.
+rsync runs `python3 -I rsh.py SOCKET HOST rsync --server ...` the way it would run `ssh HOST ...`.
+This script sends kdist, over the Unix socket SOCKET, the remote command line and its own
+stdin and stdout (the ends of rsync's pipes, as SCM_RIGHTS), then exits: kdist opens a channel
+on its already-authenticated asyncssh connection and moves the bytes between those pipes and
+the channel itself (`kdist/transport/carrier.py`), keeping the remote command's stderr for the
+transfer's result. So no process stays beside rsync for the transfer, and no byte is copied
+through one.
 Standard library only and no kdist imports, so it starts fast and runs from any directory.
 """
 
@@ -11,85 +14,33 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
-import struct
 import sys
-import threading
 
-HEADER = struct.Struct("!BI")
-STDOUT, STDERR, EXIT = 1, 2, 3
-CHUNK = 256 * 1024
 TRANSFER_ENV = "KDIST_TRANSFER"
-
-
-def _read(fd: int) -> bytes:
-    # rsync may share non-blocking pipe descriptions with us: wait instead of failing on EAGAIN.
-    while True:
-        try:
-            return os.read(fd, CHUNK)
-        except BlockingIOError:
-            select.select([fd], [], [])
-
-
-def _pump_stdin(sock: socket.socket) -> None:
-    """Copy our stdin to kdist, then half-close so the remote side sees EOF."""
-    try:
-        while data := _read(0):
-            sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # kdist went away; the reader side reports it
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        part = sock.recv(size - len(buf))
-        if not part:
-            raise EOFError
-        buf += part
-    return bytes(buf)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            select.select([], [fd], [])
+HANDED = (0, 1)  # stdin (what rsync sends) and stdout (what it reads); stderr stays rsync's
 
 
 def main(argv: list[str]) -> int:
-    """Relay one remote command; exit with its exit status."""
+    """Hand the session over; exit 0 once kdist has it, 255 when kdist cannot be reached."""
     if len(argv) < 3:
         sys.stderr.write("usage: rsh.py SOCKET HOST COMMAND...\n")
-        return 255
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(argv[0])
-    except OSError as exc:
-        sys.stderr.write(f"kdist rsh: cannot reach kdist at {argv[0]}: {exc}\n")
         return 255
     # Like ssh, join the command words with spaces: rsync has already quoted them. The
     # transfer id (set by kdist in rsync's environment) tells kdist whose bytes these are.
     header = {"command": " ".join(argv[2:]), "transfer": os.environ.get(TRANSFER_ENV, "")}
-    sock.sendall(json.dumps(header).encode() + b"\n")
-    threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
     try:
-        while True:
-            kind, size = HEADER.unpack(_read_exact(sock, HEADER.size))
-            data = _read_exact(sock, size)
-            if kind == EXIT:
-                return int(data.decode())
-            _write_all(1 if kind == STDOUT else 2, data)
-    except EOFError:
-        sys.stderr.write("kdist rsh: connection to kdist closed before the command ended\n")
-        return 255
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(argv[0])
+            socket.send_fds(sock, [json.dumps(header).encode() + b"\n"], list(HANDED))
+            # kdist answers once it holds the pipes; only then may rsync see this process end.
+            if sock.recv(1) != b"1":
+                sys.stderr.write("kdist rsh: kdist did not take the session\n")
+                return 255
     except OSError as exc:
-        sys.stderr.write(f"kdist rsh: relay failed: {exc}\n")
+        sys.stderr.write(f"kdist rsh: cannot reach kdist at {argv[0]}: {exc}\n")
         return 255
+    return 0
 
 
 if __name__ == "__main__":

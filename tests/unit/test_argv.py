@@ -305,3 +305,14 @@ def test_parse_probe_ignores_noise_lines() -> None:
     facts = parse_probe("Welcome to host!\narch=x86_64\ntool.go=go version x=y\n")
     assert facts.arch == "amd64"
     assert facts.tools == {"go": "go version x=y"}
+
+
+def test_compress_reaches_rsync_argv_over_ssh_only() -> None:
+    """--compress adds rsync's --compress (zstd or zlib, negotiated) to transfers over SSH only."""
+    push = rsync_push("relay", Path("/src"), "/dst", compress=True)
+    pull = rsync_pull("relay", "/w/bin", Path("/out"), compress=True)
+    for argv in (push, pull):
+        assert "--compress" in argv and argv.index("--compress") < argv.index("--")
+    assert "--compress" not in rsync_push("relay", Path("/src"), "/dst")
+    assert "--compress" not in rsync_pull("relay", "/w/bin", Path("/out"))
+    assert "--compress" not in rsync_push(None, Path("/src"), "/dst", compress=True)  # a local copy

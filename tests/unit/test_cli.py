@@ -425,3 +425,13 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path, inventory: Path) 
     err = reader.stderr.read().decode()
     assert reader.wait(timeout=60) == int(ExitStatus.OUTPUT_CLOSED)  # 141
     assert "Traceback" not in err and "internal error" not in err and "Exception" not in err
+
+
+def test_dry_run_shows_the_compressed_sync(
+    farm: FakeFarm, source: Path, inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-n --compress prints the rsync command each host's sync runs, with --compress."""
+    argv: list[str | Path] = ["release", "-n", "--json", "--compress", "--source", source, "--hosts", inventory]
+    assert kdist(farm, *argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert all("--compress" in host["sync"] for host in plan["hosts"])

@@ -114,3 +114,17 @@ def test_options_are_frozen() -> None:
     assert isinstance(got, ReleaseOptions)
     with pytest.raises(AttributeError):
         got.images = True  # type: ignore[misc]
+
+
+def test_compress_is_a_run_option_that_reaches_the_ssh_transports() -> None:
+    """`release --compress` sets the farm's compress, and the SSH transports get it."""
+    from kdist.cli.commands import farm_transports
+    from kdist.model import Host
+    from kdist.transport.ssh import SshTransport
+
+    got = parse(["release", "--compress"]).command
+    assert isinstance(got, ReleaseOptions)
+    assert got.run.farm.compress
+    assert not parse(["build"]).command.run.farm.compress  # type: ignore[union-attr]
+    transport = farm_transports(got.run.farm)(Host("h1", "10.0.0.1"))
+    assert isinstance(transport, SshTransport) and transport.options.compress
