@@ -304,6 +304,7 @@ def _show_plan(
         print(f"\n{host['name']}: workdir {host['workdir']}")
         print(f"{host['name']}: sync    {host['sync']}")
         print(f"{host['name']}: env     {host['env']}")
+        print(f"{host['name']}: git     {host['git']}")
     print()
     for s in doc["slices"]:  # the host's env with the slice's platform_env
         print(f"{s['platform']} on {s['host']}: env {s['env']}")

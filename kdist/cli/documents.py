@@ -30,6 +30,7 @@ from kdist.model import (
 from kdist.packaging.images import RELEASE_IMAGES, describe, image_specs
 from kdist.packaging.verify import Report
 from kdist.remote.argv import in_dir, rsync_push, to_shell
+from kdist.stages.gitrepo import MIRROR
 from kdist.text import inert_tree
 
 if TYPE_CHECKING:
@@ -192,7 +193,18 @@ def _host_doc(job: Job, host: Host, the_plan: Plan) -> dict[str, Any]:
         "workdir": workdir,
         "sync": sync,
         "env": env,
+        "git": _git_doc(job, host, workdir),
     }
+
+
+def _git_doc(job: Job, host: Host, workdir: str) -> str:
+    """What the host's tree gets of git: the head node's answers, or nothing (removed)."""
+    if host.local:
+        return "(the checkout's own .git)"
+    if not job.profile.git_answers:
+        return f"none (git_answers: false; {workdir}/.git is removed)"
+    mirror = job.output / MIRROR
+    return f"the head node's answers: {mirror} -> {workdir}/{MIRROR}, {workdir}/.git"
 
 
 def _env_words(env: Mapping[str, str]) -> str:

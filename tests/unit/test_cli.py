@@ -294,6 +294,7 @@ def test_dry_run_shows_each_slice_env_and_private_tree(
     assert "CC=" not in amd64
     assert "linux/arm64 on h1: builds in /var/tmp/kdist/src-" in out
     assert "/.kdist/slots/linux-arm64 (hard links)" in out
+    assert "h1: git     the head node's answers: " in out and "/.kdist/git -> " in out
     assert kdist(farm, *argv, "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, json.loads(documents.SCHEMA.read_text()))
