@@ -201,12 +201,25 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
 @dataclass(frozen=True)
+class TransferDeadline:
+    """How long an rsync transfer may go without moving data, and how long in all."""
+
+    idle: float  # rsync's own --timeout, on both ends
+    total: float  # wall clock: the head node kills its rsync, the host's runs under `timeout`
+
+
+@dataclass(frozen=True)
 class Limits:
     """How long a run waits and retries, and how much a host may send: every default, once."""
 
     idle_timeout: float | None = 900.0  # stop a build silent this long (None: never)
     slice_timeout: float | None = None  # stop a build running this long (None: never)
     lock_wait: float = 30.0  # wait this long for another run's lock on a host's workdir
+    # Every other remote wait has a deadline too: each of kdist's own commands on a host
+    # (probes, `go version`, the artifact listing, file helpers), and each rsync transfer from
+    # start to end; rsync itself gives up after command_timeout without moving data.
+    command_timeout: float = 120.0
+    transfer_timeout: float = 3600.0
     attempts: int = 3  # hosts tried per slice when hosts fail
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     # What a build host sends, bounded so a runaway or hostile host cannot fill the head node.
@@ -221,6 +234,11 @@ class Limits:
     # A straggler is also at least this many seconds past its estimate: a twin costs a sync
     # and a slot, which a build a few seconds late does not repay.
     hedge_margin: float = 5.0
+
+    @property
+    def transfer(self) -> TransferDeadline:
+        """The deadline of one rsync push or pull."""
+        return TransferDeadline(self.command_timeout, self.transfer_timeout)
 
 
 MIN_LOG_LIMIT = 64 * KiB  # below this a log could not keep one long line of head and of tail
@@ -252,6 +270,7 @@ class Deadlines:
     idle: float | None
     total: float | None
     grace: int = 10  # seconds between SIGTERM and SIGKILL when stopping a build
+    command: float = Limits.command_timeout  # kdist's own commands around it (clearing outputs)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from kdist.model import (
     Host,
     Inventory,
     Layout,
+    Limits,
     Plan,
     Platform,
     Profile,
@@ -435,7 +436,7 @@ async def _clean_host(
     name = transport.host.name
     try:
         await transport.connect()
-        result = await transport.run(remove_tree(workdir))
+        result = await transport.run(remove_tree(workdir), timeout=Limits.transfer_timeout)
         if not result.ok:
             return name, result.tail(3)
         from kdist.stages import container  # build containers and cache volumes, if any

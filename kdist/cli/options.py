@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import platform as pyplatform
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -312,6 +313,20 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         f"(default {_LIMITS.lock_wait:g})",
     )
     p.add_argument(
+        "--command-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop any of kdist's own commands on a host (probes, go version, the artifact "
+        f"listing) that takes longer (default {_LIMITS.command_timeout:g})",
+    )
+    p.add_argument(
+        "--transfer-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop a sync or pull that takes longer; rsync also stops after --command-timeout "
+        f"without data (default {_LIMITS.transfer_timeout:g})",
+    )
+    p.add_argument(
         "--log-limit",
         type=log_size,
         metavar="SIZE",
@@ -471,6 +486,11 @@ def _run(given: Mapping[str, Any]) -> RunOptions:
     if limits.attempts < 1:
         msg = f"--attempts {limits.attempts}: must be 1 or more"
         raise ConfigError(msg)
+    for name in ("command_timeout", "transfer_timeout"):
+        value = getattr(limits, name)
+        if not 0 < value < math.inf:  # every remote wait has a deadline: none can be turned off
+            msg = f"--{name.replace('_', '-')} {value:g}: must be a number of seconds above 0"
+            raise ConfigError(msg)
     return _pick(RunOptions, given, farm=_pick(Farm, given), tree=_tree(given), limits=limits)
 
 

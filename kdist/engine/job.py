@@ -62,7 +62,8 @@ class Job:
     @property
     def deadlines(self) -> Deadlines:
         """The build deadlines of this job."""
-        return Deadlines(idle=self.limits.idle_timeout, total=self.limits.slice_timeout)
+        limits = self.limits
+        return Deadlines(limits.idle_timeout, limits.slice_timeout, command=limits.command_timeout)
 
     @property
     def binaries(self) -> Path:

@@ -57,6 +57,7 @@ from kdist.model import (
     BuildRecord,
     Host,
     Layout,
+    Limits,
     Plan,
     Slice,
     SliceResult,
@@ -113,7 +114,9 @@ async def execute(
     ctx = RunContext(job, run_id, sched, reporter, memo, packager)
     try:
         if published is None:
-            await _agree_toolchains(gate, sched, reporter, containers=boxes is not None)
+            await _agree_toolchains(
+                gate, sched, reporter, containers=boxes is not None, limits=job.limits
+            )
             ctx.sampled = reproduce.sample(
                 the_plan.slices, job.reproduce, run_id, lambda s: sched.candidate(s, avoid={s.host})
             )
@@ -235,7 +238,12 @@ async def _conclude(ctx: RunContext, outcome: RunResult, reporter: RunWatch) -> 
 
 
 async def _agree_toolchains(
-    gate: toolchain.Gate, sched: Scheduler, reporter: Reporter, *, containers: bool
+    gate: toolchain.Gate,
+    sched: Scheduler,
+    reporter: Reporter,
+    *,
+    containers: bool,
+    limits: Limits,
 ) -> None:
     """Before building: every planned host's toolchain must match the pin and the others.
 
@@ -246,7 +254,9 @@ async def _agree_toolchains(
     async def on_host(name: str) -> toolchain.Toolchain:
         env = toolchain.probe_env(sched.the_plan.env.get(name) or {})
         transport = await sched.opener(next(h for h in sched.hosts if h.name == name))
-        found = await transport.run(toolchain.GO_VERSION_ARGV, env=env)
+        found = await transport.run(
+            toolchain.GO_VERSION_ARGV, env=env, timeout=limits.command_timeout
+        )
         return toolchain.Toolchain(toolchain.parse_go_version(found.stdout))
 
     async def in_container(name: str) -> toolchain.Toolchain:
@@ -291,9 +301,11 @@ async def _setup_host(
             moved[0] = done
             progress(done)
 
-        await sync.sync_tree(session.transport, job.source, workdir, counted)
+        await sync.sync_tree(session.transport, job.source, workdir, counted, limits=job.limits)
         base = moved[0]  # the git answers' bytes count as the same sync
-        await sync.ship_git(session.transport, shipped, workdir, lambda n: progress(base + n))
+        await sync.ship_git(
+            session.transport, shipped, workdir, lambda n: progress(base + n), limits=job.limits
+        )
     if boxes is not None:
         from kdist.stages import container
 
@@ -304,14 +316,20 @@ async def _setup_host(
         session.runner, session.image = runner, runner.image.id
         session.image_name = runner.image.name
     else:
+        # A `go` that never answers holds no host for ever: past the deadline the host is
+        # left out (CommandTimeout, an infrastructure failure) and its slices move.
         version = await session.transport.run(
-            toolchain.GO_VERSION_ARGV, env=toolchain.probe_env(session.env)
+            toolchain.GO_VERSION_ARGV,
+            env=toolchain.probe_env(session.env),
+            timeout=job.limits.command_timeout,
         )
         session.toolchain = version.stdout.strip() if version.ok else "go: not found"
     gate.admit(session.host.name, _session_toolchain(session))
     if job.profile.layout is Layout.KUBERNETES:
         defs = session.env["KUBE_GIT_VERSION_FILE"]
-        await sync.write_remote_file(session.transport, defs, version_defs(job.version))
+        await sync.write_remote_file(
+            session.transport, defs, version_defs(job.version), limits=job.limits
+        )
 
 
 async def _slice_task(ctx: RunContext, slc: Slice) -> SliceResult:
@@ -453,7 +471,7 @@ async def _attempt(
             reporter.emit(PhaseStarted(slc.key, "queued"))
         async with session.gate:
             if slc.tree:  # its own copy of the tree: outputs of other slices stay out
-                await sync.slot(session.transport, slc.tree, slc.workdir)
+                await sync.slot(session.transport, slc.tree, slc.workdir, limits=job.limits)
             phase, started = "build", time.time()
             sched.queue.building(slc.platform, slc.host)
             reporter.emit(PhaseStarted(slc.key, phase))

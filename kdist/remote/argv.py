@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kdist.model import Limits
+from kdist.model import Limits, TransferDeadline
 
 # Exit code of the remote wrapper when the working directory is missing.
 NO_WORKDIR = 97
@@ -30,6 +31,13 @@ SOCKET_SCRIPT = (
 )
 # `sh -c OWNER_SCRIPT kdist-owner DIR`: the uid:gid that owns DIR (GNU stat, else BSD stat).
 OWNER_SCRIPT = 'stat -c %u:%g -- "$1" 2>/dev/null || stat -f %u:%g -- "$1"'
+# `sh -c BOUNDED_SCRIPT SECONDS CMD...`: CMD under coreutils `timeout` when the host has it
+# (SIGTERM to its process group, SIGKILL 5 s later). Closing an SSH channel does not stop a
+# bare remote command, so a command kdist stopped waiting for is stopped on its host too.
+BOUNDED_SCRIPT = (
+    'if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 "$0" "$@"; fi; exec "$@"'
+)
+HOST_GRACE = 2  # seconds the host-side limit runs past the head node's: the head node speaks first
 
 
 def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list[str]:
@@ -47,6 +55,14 @@ def in_dir(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> list
         msg = f"command word {argv[0]!r} would be read as an assignment"
         raise ValueError(msg)
     return [*head, *assignments, *argv]
+
+
+def bounded(argv: Sequence[str], seconds: float) -> list[str]:
+    """argv stopped on the host a little after `seconds`, where coreutils `timeout` exists."""
+    if not argv:
+        msg = "bounded needs a command"
+        raise ValueError(msg)
+    return ["sh", "-c", BOUNDED_SCRIPT, str(math.ceil(seconds) + HOST_GRACE), *argv]
 
 
 def to_shell(argv: Sequence[str]) -> str:
@@ -82,11 +98,12 @@ def rsync_push(
     excludes: Sequence[str] = SYNC_EXCLUDES,
     *,
     compress: bool = False,
+    deadline: TransferDeadline | None = None,
 ) -> list[str]:
     """Rsync the tree `src` to `dest` (remote `kdist:dest` when rsh is given), incrementally."""
     argv = ["rsync", "--recursive", "--links", "--perms", "--times", "--delete", "--protect-args"]
     argv += [f"--exclude={pattern}" for pattern in excludes]
-    return argv + _rsh(rsh, compress) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
+    return argv + _rsh(rsh, compress, deadline) + ["--", f"{src}/", _remote(rsh, dest) + "/"]
 
 
 def rsync_pull(
@@ -96,6 +113,7 @@ def rsync_pull(
     max_size: int = Limits.artifact_file_bytes,
     *,
     compress: bool = False,
+    deadline: TransferDeadline | None = None,
 ) -> list[str]:
     """Rsync the directory `src` into the fresh local folder `dest`: regular files only."""
     # No --links and no --devices/--specials: symlinks, devices and FIFOs are skipped by rsync,
@@ -104,15 +122,22 @@ def rsync_pull(
     # never the contents of a subfolder that no limit counted (a subfolder is refused anyway).
     argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args"]
     argv += [f"--max-size={max_size}", "--chmod=go-w"]
-    return argv + _rsh(rsh, compress) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
+    return argv + _rsh(rsh, compress, deadline) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
 
 
-def _rsh(rsh: str | None, compress: bool) -> list[str]:
+def _rsh(rsh: str | None, compress: bool, deadline: TransferDeadline | None) -> list[str]:
+    # rsync's own --timeout: a transfer that moves nothing for deadline.idle ends (exit 30).
+    argv = [f"--timeout={max(1, math.ceil(deadline.idle))}"] if deadline else []
     if not rsh:
-        return []  # a copy on this machine: nothing crosses a wire, nothing to compress
+        return argv  # a copy on this machine: nothing crosses a wire, nothing to compress
     # rsync 3.2+ negotiates the method (zstd, lz4, zlibx, zlib: the first both ends have), so
     # plain --compress is zstd between current rsyncs and zlib with an old one on either end.
-    return [f"--rsh={rsh}", *(["--compress"] if compress else [])]
+    argv += [f"--rsh={rsh}", *(["--compress"] if compress else [])]
+    if deadline is not None:
+        # A sender stuck where rsync's --timeout cannot reach it (opening a FIFO swapped in
+        # for a listed file blocks for ever) is killed on the host by the wall-clock limit.
+        argv.append(f"--rsync-path={to_shell(bounded(['rsync'], deadline.total))}")
+    return argv
 
 
 def _remote(rsh: str | None, path: str) -> str:

@@ -74,7 +74,10 @@ async def probe_host(transport: Transport, host: Host, workdir: str | None = Non
     limit = Limits.helper_output
     try:
         result = await transport.run(
-            probe(workdir or host.workdir), env=dict(host.env), max_output=limit
+            probe(workdir or host.workdir),
+            env=dict(host.env),
+            max_output=limit,
+            timeout=Limits.command_timeout,  # a `go version` that never answers ends here
         )
     except OutputTooLarge as exc:
         msg = f"{host.name}: the probe printed over the helper_output limit ({format_size(limit)})"

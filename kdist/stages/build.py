@@ -90,7 +90,7 @@ class NativeRunner:
             return  # the local transport kills the process group when the run is cancelled
         argv = hostside.kill_attempt(workdir, attempt, grace)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.transport.run(argv), KILL_TIMEOUT)
+            await asyncio.wait_for(self.transport.run(argv, timeout=KILL_TIMEOUT), KILL_TIMEOUT)
 
     def close(self) -> None:
         """Nothing to release: the transport is the run's."""
@@ -134,27 +134,47 @@ async def build_slice(
     `runner` runs the command: the host's toolchain (the default) or a build container.
     """
     runner = runner or NativeRunner(transport)
-    cleared = await transport.run(remove(slc.artifacts))
+    cleared = await transport.run(remove(slc.artifacts), timeout=deadlines.command)
     if not cleared.ok:
         msg = f"{slc.host}: cannot clear {slc.artifacts}: {cleared.tail(3)}"
         raise InfraError(msg)
     sink(f"$ {to_shell(slc.argv)}")
+    where = f"{slc.host}: {slc.platform}"
+    return await run_watched(
+        runner, slc.argv, slc.workdir, env, sink, attempt, deadlines, (where, "the build was")
+    )
+
+
+async def run_watched(
+    runner: Runner,
+    argv: Sequence[str],
+    workdir: str,
+    env: Mapping[str, str],
+    sink: LineSink,
+    attempt: str,
+    deadlines: Deadlines,
+    named: tuple[str, str],
+) -> CommandResult:
+    """Run argv with `runner` (a build, the unit tests) under the idle and total deadlines.
+
+    When one passes, the command is stopped on its host and InfraError says which, worded
+    from `named` (where, "what was"); Ctrl-C stops it there too (see STOPPER).
+    """
     last = [time.monotonic()]
 
     def watched(line: str) -> None:
         last[0] = time.monotonic()
         sink(line)
 
-    run = asyncio.create_task(
-        runner.run(slc.argv, slc.workdir, env, watched, attempt, deadlines.grace)
-    )
+    run = asyncio.create_task(runner.run(argv, workdir, env, watched, attempt, deadlines.grace))
     STOPPER.active[attempt] = runner
     try:
         reason = await _watch(run, last, deadlines)
         if reason is None:
             return run.result()
         await _stop(run, attempt, deadlines.grace)
-        msg = f"{slc.host}: {slc.platform}: {reason}; the build was stopped"
+        where, what = named
+        msg = f"{where}: {reason}; {what} stopped"
         raise InfraError(msg)
     except asyncio.CancelledError:
         await asyncio.shield(_stop(run, attempt, deadlines.grace))

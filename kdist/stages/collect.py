@@ -65,7 +65,9 @@ async def collect_slice(
         check_room(dest.parent, listed, limits.packaging_room)
     staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
     try:
-        result = await transport.pull(slc.artifacts, staging, progress=progress)
+        result = await transport.pull(
+            slc.artifacts, staging, progress=progress, deadline=limits.transfer
+        )
         if not result.ok:
             msg = f"{slc.host}: pull of {slc.artifacts} failed (rsync exit {result.returncode})"
             raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
@@ -95,7 +97,9 @@ async def remote_manifest(
     files, size = limits.artifact_files, limits.artifact_file_bytes
     argv = hostside.manifest(slc.artifacts, slc.workdir, attempt, size, files)
     try:
-        result = await transport.run(argv, max_output=limits.manifest_bytes)
+        result = await transport.run(
+            argv, max_output=limits.manifest_bytes, timeout=limits.command_timeout
+        )
     except OutputTooLarge as exc:
         msg = (
             f"{where}: the list of {slc.artifacts} is over the manifest_bytes limit "

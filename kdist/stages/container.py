@@ -40,7 +40,7 @@ import requests.exceptions
 from docker.utils.socket import frames_iter
 
 from kdist.errors import InfraError
-from kdist.model import CommandResult, ContainerSpec, DaemonReport, Host, Platform
+from kdist.model import CommandResult, ContainerSpec, DaemonReport, Host, Limits, Platform
 from kdist.remote import hostside
 from kdist.remote.argv import owner_of, socket_access
 from kdist.text import HOST_ERRORS
@@ -50,6 +50,7 @@ LABEL = "io.kdist"
 CACHE_MOUNT = "/kdist-cache"
 DEFAULT_SOCKET = "/var/run/docker.sock"
 API_TIMEOUT = 120.0  # one API call; image transfers and builds have none
+COMMAND_TIMEOUT = Limits.command_timeout  # the few host commands it runs (socket, owner, marker)
 SEND_CHUNK = 1 << 20
 STOP_WAIT = 10.0  # seconds to see a stopped container gone
 
@@ -326,7 +327,7 @@ class DockerHost:
         """Check the socket, forward it, and reach the daemon; InfraError names the reason."""
         name = transport.host.name
         if not transport.host.local:
-            probe = await transport.run(socket_access(path))
+            probe = await transport.run(socket_access(path), timeout=COMMAND_TIMEOUT)
             problem = socket_problem(probe.stdout, path)
             if problem:
                 raise InfraError(f"{name}: {problem}")
@@ -668,7 +669,9 @@ class ContainerRunner:
                   sink: LineSink, attempt: str, grace: int) -> CommandResult:  # fmt: skip
         """Mark the attempt's start on the host, then run its container to the end."""
         if not self.transport.host.local:
-            marked = await self.transport.run(hostside.mark_start(workdir, attempt))
+            marked = await self.transport.run(
+                hostside.mark_start(workdir, attempt), timeout=COMMAND_TIMEOUT
+            )
             if not marked.ok:
                 msg = f"{self.daemon.name}: cannot mark the start of {attempt}: {marked.tail(3)}"
                 raise InfraError(msg)
@@ -686,7 +689,7 @@ class ContainerRunner:
 
 async def _owner(transport: Transport, workdir: str) -> str:
     """uid:gid owning the tree on the host: the container's user, so outputs are theirs."""
-    result = await transport.run(owner_of(workdir))
+    result = await transport.run(owner_of(workdir), timeout=COMMAND_TIMEOUT)
     owner = result.stdout.strip()
     if not result.ok or not _OWNER.fullmatch(owner):
         msg = f"{transport.host.name}: cannot tell who owns {workdir}: {result.tail(3)}"
@@ -748,7 +751,9 @@ async def check(transport: Transport, spec: ContainerSpec) -> DaemonReport:
 
 async def clean(transport: Transport, tree: str, project: str) -> list[str]:
     """`clean --remote`: the tree's containers and the project's cache volumes (if docker)."""
-    probe = await transport.run(socket_access(transport.host.docker_socket))
+    probe = await transport.run(
+        socket_access(transport.host.docker_socket), timeout=COMMAND_TIMEOUT
+    )
     if socket_problem(probe.stdout, transport.host.docker_socket):
         return []  # no usable daemon: nothing of kdist's can be in it
     daemon = await DockerHost.open(transport, transport.host.docker_socket)

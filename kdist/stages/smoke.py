@@ -74,7 +74,7 @@ async def _place(job: Job, session: HostSession, folder: Path, key: str) -> str:
     if session.host.local:
         return str(folder)
     remote = f"{plan.tree_workdir(session.host, job.request())}.smoke/{key}"
-    pushed = await session.transport.push(folder, remote)
+    pushed = await session.transport.push(folder, remote, deadline=job.limits.transfer)
     if not pushed.ok:
         msg = f"push of {folder} failed (rsync exit {pushed.returncode}): {pushed.tail(3)}"
         raise KdistError(msg)

@@ -7,20 +7,28 @@ import posixpath
 from pathlib import Path
 
 from kdist.errors import InfraError, TransferError
+from kdist.model import Limits
 from kdist.remote import hostside
 from kdist.remote.argv import write_file
 from kdist.remote.trees import git_answers, slot_tree
 from kdist.stages.gitrepo import MIRROR, Shipped
 from kdist.transport import Progress, Spawned, Transport
 
+LIMITS = Limits()  # the defaults, for callers without a job's own
+
 
 async def sync_tree(
-    transport: Transport, source: Path, workdir: str, progress: Progress | None = None
+    transport: Transport,
+    source: Path,
+    workdir: str,
+    progress: Progress | None = None,
+    *,
+    limits: Limits = LIMITS,
 ) -> float:
     """Rsync `source` to `workdir` (excluding _output/ and .git/); returns seconds taken."""
     if transport.host.local:
         return 0.0  # the head node builds in its own tree
-    result = await transport.push(source, workdir, progress=progress)
+    result = await transport.push(source, workdir, progress=progress, deadline=limits.transfer)
     if not result.ok:
         msg = f"{transport.host.name}: sync to {workdir} failed (rsync exit {result.returncode})"
         raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
@@ -28,7 +36,12 @@ async def sync_tree(
 
 
 async def ship_git(
-    transport: Transport, shipped: Shipped | None, workdir: str, progress: Progress | None = None
+    transport: Transport,
+    shipped: Shipped | None,
+    workdir: str,
+    progress: Progress | None = None,
+    *,
+    limits: Limits = LIMITS,
 ) -> None:
     """Give the host's tree the head node's git answers (or take them away: `shipped` None).
 
@@ -40,18 +53,22 @@ async def ship_git(
     name = transport.host.name
     if shipped is not None:
         dest = posixpath.join(workdir, MIRROR)
-        result = await transport.push(shipped.mirror, dest, progress=progress)
+        result = await transport.push(
+            shipped.mirror, dest, progress=progress, deadline=limits.transfer
+        )
         if not result.ok:
             msg = f"{name}: sending git answers to {dest} failed (rsync exit {result.returncode})"
             raise TransferError(msg + (f"\n{result.tail(5)}" if result.stdout else ""))
-    done = await transport.run(git_answers(workdir, install=shipped is not None))
+    done = await transport.run(
+        git_answers(workdir, install=shipped is not None), timeout=limits.command_timeout
+    )
     if not done.ok:
         raise InfraError(f"{name}: cannot set up the git answers in {workdir}: {done.tail(3)}")
 
 
-async def slot(transport: Transport, tree: str, workdir: str) -> None:
+async def slot(transport: Transport, tree: str, workdir: str, *, limits: Limits = LIMITS) -> None:
     """Make `workdir` a fresh private copy of the synced `tree` (hard links, nothing left over)."""
-    done = await transport.run(slot_tree(tree, workdir))
+    done = await transport.run(slot_tree(tree, workdir), timeout=limits.command_timeout)
     if not done.ok:
         msg = f"{transport.host.name}: cannot make the slice's tree {workdir}: {done.tail(3)}"
         raise InfraError(msg)
@@ -75,9 +92,11 @@ async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float
     raise InfraError(msg)
 
 
-async def write_remote_file(transport: Transport, path: str, content: str) -> None:
+async def write_remote_file(
+    transport: Transport, path: str, content: str, *, limits: Limits = LIMITS
+) -> None:
     """Write `content` to `path` on the host, atomically."""
-    result = await transport.run(write_file(path), stdin=content)
+    result = await transport.run(write_file(path), stdin=content, timeout=limits.command_timeout)
     if not result.ok:
         msg = f"{transport.host.name}: cannot write {path}: {result.tail(3)}"
         raise InfraError(msg)

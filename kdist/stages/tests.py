@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from kdist.engine import plan
@@ -13,6 +12,7 @@ from kdist.engine.timeline import span
 from kdist.errors import KdistError
 from kdist.events import Note, Reporter
 from kdist.remote.argv import to_shell
+from kdist.stages.build import NativeRunner, run_watched
 from kdist.text import LOG_ERRORS, inert
 
 
@@ -34,17 +34,14 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
                 def sink(line: str) -> None:
                     print(stamp(line), file=log)
 
-                if session.runner is not None:  # in the build container, like the builds
-                    result = await asyncio.wait_for(
-                        session.runner.run(job.profile.test, workdir, session.env, sink,
-                                           f"test-{secrets.token_hex(4)}", 10),
-                        job.limits.slice_timeout,
-                    )  # fmt: skip
-                else:
-                    result = await session.transport.run(
-                        job.profile.test, cwd=workdir, env=session.env, sink=sink,
-                        timeout=job.limits.slice_timeout,
-                    )  # fmt: skip
+                # Like a build: in the build container or under the host-side guard, with the
+                # idle and total deadlines, stopped on its host by a deadline or Ctrl-C.
+                runner = session.runner or NativeRunner(session.transport)
+                attempt = f"{outcome.run_id or 'run'}-test-{secrets.token_hex(4)}"
+                result = await run_watched(
+                    runner, job.profile.test, workdir, session.env, sink, attempt,
+                    job.deadlines, (name, "the unit tests were"),
+                )  # fmt: skip
         except KdistError as exc:
             outcome.test_error = inert(f"{name}: unit tests could not run: {exc}", newlines=True)
             return

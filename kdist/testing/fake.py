@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdist.errors import CommandTimeout, ConnectError, ConnectionLost, OutputTooLarge
-from kdist.model import UNAME_TO_GOARCH, CommandResult, Host, Platform
+from kdist.model import UNAME_TO_GOARCH, CommandResult, Host, Platform, TransferDeadline
 from kdist.remote import hostside, probe
-from kdist.remote.argv import SYNC_EXCLUDES, mkdir, remove, remove_tree, write_file
+from kdist.remote.argv import (
+    SYNC_EXCLUDES,
+    mkdir,
+    remove,
+    remove_tree,
+    write_file,
+)
 from kdist.transport import READ_CHUNK, LineReader, LineSink, OutputCollector, Progress, Spawned
 
 GO_VERSION = "go1.22.4"
@@ -47,6 +53,8 @@ class Call:
     stdin: str | None = None
     path: str = ""  # push: the destination on the host; pull: the source on the host
     attempt: str = ""  # a guarded build's attempt id
+    timeout: float | None = None  # run: its timeout; push/pull: the deadline's total
+    held: bool = False  # run with hold_stdin (a guarded build, watched by the build stage)
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ class FakeTransport:
     ) -> CommandResult:
         """Answer argv from the rules or the built-in host helpers."""
         self._check_link(argv)
-        call = self._record("run", argv, cwd, env, stdin)
+        call = self._record("run", argv, cwd, env, stdin, timeout=timeout, held=hold_stdin)
         start = time.monotonic()
         collector = OutputCollector(sink, max_output=max_output)
         try:
@@ -177,13 +185,19 @@ class FakeTransport:
         return spawned
 
     async def push(
-        self, src: Path, dest: str, *, progress: Progress | None = None
+        self,
+        src: Path,
+        dest: str,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Copy the tree `src` into `dest` on the fake host (or answer as scripted)."""
         self._check_link(("rsync",))
-        self.calls.append(Call("push", path=dest))
+        total = deadline.total if deadline else None
+        self.calls.append(Call("push", path=dest, timeout=total))
         if self.push_reply is not None:
-            return await self._reply_only(("rsync",), self.push_reply)
+            return await self._reply_only(("rsync",), self.push_reply, total)
         target = self.path(dest)
         ignore = shutil.ignore_patterns(*(p.strip("/") for p in SYNC_EXCLUDES))
         shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True, ignore=ignore)
@@ -192,13 +206,19 @@ class FakeTransport:
         return CommandResult(("rsync",), 0)
 
     async def pull(
-        self, src: str, dest: Path, *, progress: Progress | None = None
+        self,
+        src: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Copy the regular files under `src` on the fake host into `dest`, as rsync would."""
         self._check_link(("rsync",))
-        self.calls.append(Call("pull", path=src))
+        total = deadline.total if deadline else None
+        self.calls.append(Call("pull", path=src, timeout=total))
         if self.pull_reply is not None:
-            return await self._reply_only(("rsync",), self.pull_reply)
+            return await self._reply_only(("rsync",), self.pull_reply, total)
         folder = self.path(src)
         if not folder.is_dir():
             text = f'rsync: [sender] change_dir "{src}" failed: No such file or directory (2)'
@@ -236,9 +256,12 @@ class FakeTransport:
         cwd: str | None,
         env: Mapping[str, str] | None,
         stdin: str | None,
+        *,
+        timeout: float | None = None,
+        held: bool = False,
     ) -> Call:
         command, attempt = _unwrap(argv)
-        call = Call(op, command, cwd, dict(env or {}), stdin, attempt=attempt)
+        call = Call(op, command, cwd, dict(env or {}), stdin, "", attempt, timeout, held)
         self.calls.append(call)
         return call
 
@@ -282,9 +305,15 @@ class FakeTransport:
             target.chmod(0o755)
         return reply.returncode
 
-    async def _reply_only(self, argv: tuple[str, ...], reply: Reply) -> CommandResult:
+    async def _reply_only(
+        self, argv: tuple[str, ...], reply: Reply, timeout: float | None
+    ) -> CommandResult:
         collector = OutputCollector(None)
-        code = await self._play(Call("run", argv), reply, collector)
+        try:
+            code = await asyncio.wait_for(self._play(Call("run", argv), reply, collector), timeout)
+        except asyncio.TimeoutError as exc:
+            msg = f"{self.host.name}: rsync did not finish within {timeout:g}s; stopped"
+            raise CommandTimeout(msg) from exc
         return CommandResult(argv, code, collector.text())
 
     def _builtin(self, call: Call, collector: OutputCollector) -> int:

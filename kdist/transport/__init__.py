@@ -7,9 +7,10 @@ from a bare OSError whose fault it was:
   login or offers a host key that is not accepted: `ConnectError` (from `connect`);
 - a connection that breaks while a command, a lock holder or a transfer uses it:
   `ConnectionLost`;
-- a command that outlives the `timeout` given to `run`: `CommandTimeout`, once the transport
-  gave up on it (here: its process group is killed; over SSH: its channel is closed, which a
-  host-side guard takes as the order to stop, while a bare remote command may run on);
+- a command that outlives the `timeout` given to `run`, or a transfer its `deadline`:
+  `CommandTimeout`, once the transport gave up on it (here: its process group is killed; over
+  SSH: its channel is closed, which a host-side guard takes as the order to stop, and a bare
+  command runs under the host's `timeout`, which stops it a moment later);
 - this machine failing its own part (no rsync here, a local process that cannot start):
   `HeadNodeError`;
 - a command that prints more than the `max_output` given to `run`: `OutputTooLarge`, once
@@ -18,6 +19,10 @@ from a bare OSError whose fault it was:
 
 Cancelling a call stops the command first, then raises CancelledError. Nothing else leaves a
 transport.
+
+Every caller passes a deadline (`timeout`, or a transfer's `deadline`), except for a guarded
+build (`hold_stdin`), whose idle and total limits the build stage watches: no remote wait is
+unbounded. tests/unit/test_deadlines.py checks that for a whole release on fake hosts.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kdist.errors import ConfigError, OutputTooLarge
-from kdist.model import CommandResult, Host, Limits
+from kdist.model import CommandResult, Host, Limits, TransferDeadline
 
 LineSink = Callable[[str], None]
 Progress = Callable[[int], None]  # bytes a transfer has moved so far, on the wire
@@ -84,21 +89,33 @@ class Transport(Protocol):
         """Start a long-lived command (a lock holder) whose stdin stays open until closed."""
 
     async def push(
-        self, src: Path, dest: str, *, progress: Progress | None = None
+        self,
+        src: Path,
+        dest: str,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Mirror the local tree `src` into `dest` on the host (rsync, incremental).
 
-        rsync's exit code is data; HeadNodeError when rsync cannot run on this machine.
+        rsync's exit code is data (exit 30: nothing moved for `deadline.idle`); HeadNodeError
+        when rsync cannot run on this machine; CommandTimeout past `deadline.total`.
         `progress` hears, as data flows, how many bytes moved so far (not on the head node).
         """
 
     async def pull(
-        self, src: str, dest: Path, *, progress: Progress | None = None
+        self,
+        src: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Copy the regular files under `src` on the host into the local folder `dest`.
 
         rsync's exit code is data, unless rsync says this machine could not write `dest`
-        (disk full, read-only, ...): then HeadNodeError, naming the path. `progress` as in push.
+        (disk full, read-only, ...): then HeadNodeError, naming the path. `progress` and
+        `deadline` as in push.
         """
 
     async def forward_socket(self, remote_path: str) -> str:

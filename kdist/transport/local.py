@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from kdist.errors import CommandTimeout, HeadNodeError, OutputTooLarge
-from kdist.model import CommandResult, Host
+from kdist.model import CommandResult, Host, TransferDeadline
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
 from kdist.text import HOST_ERRORS
 from kdist.transport import (
@@ -69,17 +69,29 @@ class LocalTransport:
         return _LocalSpawned(proc)
 
     async def push(
-        self, src: Path, dest: str, *, progress: Progress | None = None
+        self,
+        src: Path,
+        dest: str,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Mirror `src` into the local directory `dest` with rsync."""
-        await self.run(mkdir(dest))
-        return await run_rsync(rsync_push(None, src, dest))
+        total = deadline.total if deadline else None
+        await self.run(mkdir(dest), timeout=total)
+        return await run_rsync(rsync_push(None, src, dest, deadline=deadline), timeout=total)
 
     async def pull(
-        self, src: str, dest: Path, *, progress: Progress | None = None
+        self,
+        src: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Copy the regular files under `src` into `dest` with rsync."""
-        return await run_rsync(rsync_pull(None, src, dest), receiving=dest)
+        argv = rsync_pull(None, src, dest, deadline=deadline)
+        return await run_rsync(argv, receiving=dest, timeout=deadline.total if deadline else None)
 
     async def forward_socket(self, remote_path: str) -> str:
         """The head node's own socket: nothing to forward."""
@@ -113,7 +125,10 @@ class _LocalSpawned:
 
 
 async def run_rsync(
-    argv: Sequence[str], receiving: Path | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    receiving: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> CommandResult:
     """Run rsync on this machine; its exit code is data unless this machine is at fault.
 
@@ -124,7 +139,8 @@ async def run_rsync(
         proc = await _start(argv, None, env, piped=False)
     except OSError as exc:
         raise HeadNodeError.from_os(exc) from exc
-    result = await _finish("this machine", proc, argv, None, OutputCollector(None), None, False)
+    collector = OutputCollector(None)
+    result = await _finish("this machine", proc, argv, None, collector, timeout, False)
     if receiving is not None and not result.ok:
         fault = local_write_fault(result.stdout)
         if fault:

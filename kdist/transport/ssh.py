@@ -31,8 +31,15 @@ from kdist.errors import (
     ConnectionLost,
     OutputTooLarge,
 )
-from kdist.model import CommandResult, Endpoint, Host
-from kdist.remote.argv import in_dir, mkdir, rsync_pull, rsync_push, to_shell
+from kdist.model import CommandResult, Endpoint, Host, TransferDeadline
+from kdist.remote.argv import (
+    bounded,
+    in_dir,
+    mkdir,
+    rsync_pull,
+    rsync_push,
+    to_shell,
+)
 from kdist.text import HOST_ERRORS, inert
 from kdist.transport import (
     READ_CHUNK,
@@ -328,7 +335,10 @@ class SshTransport:
         conn = self._connection()
         start = time.monotonic()
         collector = OutputCollector(sink, max_output=max_output)
-        command = to_shell(in_dir(argv, cwd, env or {}))
+        wrapped = in_dir(argv, cwd, env or {})
+        if timeout is not None and not hold_stdin:  # a guarded build has its own watchdog
+            wrapped = bounded(wrapped, timeout)
+        command = to_shell(wrapped)
         proc: asyncssh.SSHClientProcess[str] | None = None
         try:
             # surrogateescape keeps bytes that are not UTF-8: the log gets them back as sent,
@@ -372,28 +382,51 @@ class SshTransport:
         return ConnectionLost(f"{self.label}: connection lost while {doing}: {inert(str(exc))}")
 
     async def push(
-        self, src: Path, dest: str, *, progress: Progress | None = None
+        self,
+        src: Path,
+        dest: str,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Rsync `src` to `dest` on the host over this connection."""
-        await self.run(mkdir(dest))
-        argv = rsync_push(self._rsh_command(), src, dest, compress=self.options.compress)
-        return await self._rsync(argv, progress)
+        await self.run(mkdir(dest), timeout=deadline.idle if deadline else None)
+        argv = rsync_push(
+            self._rsh_command(), src, dest, compress=self.options.compress, deadline=deadline
+        )
+        return await self._rsync(argv, progress, None, deadline)
 
     async def pull(
-        self, src: str, dest: Path, *, progress: Progress | None = None
+        self,
+        src: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        deadline: TransferDeadline | None = None,
     ) -> CommandResult:
         """Rsync the regular files under `src` on the host into `dest`."""
-        argv = rsync_pull(self._rsh_command(), src, dest, compress=self.options.compress)
-        return await self._rsync(argv, progress, dest)
+        argv = rsync_pull(
+            self._rsh_command(), src, dest, compress=self.options.compress, deadline=deadline
+        )
+        return await self._rsync(argv, progress, dest, deadline)
 
     async def _rsync(
-        self, argv: list[str], progress: Progress | None, receiving: Path | None = None
+        self,
+        argv: list[str],
+        progress: Progress | None,
+        receiving: Path | None,
+        deadline: TransferDeadline | None,
     ) -> CommandResult:
         """Run the local rsync; its carried sessions count their bytes into `progress`."""
         name = f"t{next(_TRANSFERS)}"
         transfer = self._transfers[name] = _Transfer(_Meter(progress))
+        total = deadline.total if deadline else None
         try:
-            result = await run_rsync(argv, receiving, env={rsh.TRANSFER_ENV: name})
+            env = {rsh.TRANSFER_ENV: name}
+            result = await run_rsync(argv, receiving, env=env, timeout=total)
+        except CommandTimeout as exc:  # the host's side is stopped by its own wall-clock limit
+            msg = f"{self.label}: rsync did not finish within {total:g}s; stopped"
+            raise CommandTimeout(msg) from exc
         finally:
             del self._transfers[name]
             for pipes in transfer.sessions:  # rsync has ended (or was stopped): so have they

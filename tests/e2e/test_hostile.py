@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from kdist.testing.devfarm import Farm
+from tests.e2e.test_faults import _host_processes, _processes_with, _wait_for
 from tests.helpers import git, make_project, release
 
 pytestmark = pytest.mark.e2e
@@ -34,21 +37,29 @@ HONEST = "linux/amd64"
 HOSTILE = "linux/arm64"
 
 
-def hostile_project(root: Path, script: str) -> tuple[Path, Path]:
+def hostile_project(root: Path, script: str, profile_extra: str = "") -> tuple[Path, Path]:
     """The generic example with `hostile.sh OS ARCH`: builds, then on h2 runs `script` too.
 
-    Returns the source and a profile that builds with it.
+    Returns the source and a profile that builds with it (plus `profile_extra` lines).
     """
     source = make_project("generic", root / "cri-tools", "v0.9.1")
     (source / "hostile.sh").write_text(
         "#!/bin/sh\n"
         "# The build, then what a compromised h2 does on top (farm hosts answer hostname).\n"
-        'make binaries GOOS="$1" GOARCH="$2" || exit\n'
+        "# A line a second while make runs: the tests' short --idle-timeout is not for builds.\n"
+        "(while :; do echo building; sleep 1; done) &\n"
+        'make binaries GOOS="$1" GOARCH="$2"; built=$?\n'
+        "kill $!\n"
+        '[ "$built" -eq 0 ] || exit "$built"\n'
         '[ "$(hostname)" = h2 ] || exit 0\n'
         'cd "build/bin/$1/$2" || exit\n'
         f"{script}\n"
     )
-    git(source, "add", "hostile.sh")
+    (source / "forever.sh").write_text(
+        "#!/bin/sh\n# Unit tests that say one line, then wait for ever under a name $1 finds.\n"
+        'echo "unit tests starting"\n: >"$1"\nexec tail -f "$1"\n'
+    )
+    git(source, "add", "hostile.sh", "forever.sh")
     git(source, "commit", "-q", "-m", "hostile")
     git(source, "tag", "-f", "v0.9.1")
     profile = root / "hostile.yaml"
@@ -56,7 +67,7 @@ def hostile_project(root: Path, script: str) -> tuple[Path, Path]:
         "name: cri-tools\nlayout: generic\nplatforms: [linux/amd64, linux/arm64]\n"
         "build: sh hostile.sh {os} {arch}\n"
         "artifacts: build/bin/{os}/{arch}\n"
-        'env: {CGO_ENABLED: "0"}\n'
+        'env: {CGO_ENABLED: "0"}\n' + profile_extra
     )
     return source, profile
 
@@ -146,3 +157,99 @@ def test_wrong_architecture_file_with_a_non_utf8_name_is_refused_with_exit_4(
     assert sorted(p.name for p in (out / "bin/linux/arm64").iterdir()) == ["crictl", "critest"]
     assert not (out / "release-tars").exists()
     assert all(b"evil" not in os.fsencode(p.name) for p in out.rglob("*"))
+
+
+def test_unit_tests_that_never_end_are_stopped_and_leave_nothing_on_the_host(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """Tests that say one line and wait for ever: stopped after --idle-timeout, on the host too."""
+    marker = f"kdist-forever-{os.getpid()}"
+    source, profile = hostile_project(tmp_path, "true", f"test: sh forever.sh {marker}\n")
+    start = time.monotonic()
+    ran = release(
+        source, "--profile", profile, "--idle-timeout", "5", hosts=farm.inventory_path,
+        out=tmp_path / "out", platforms=f"{HONEST},{HOSTILE}", skip_tests=False,
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert ran.code == 1, ran.stderr
+    assert "no output for 5s; the unit tests were stopped" in ran.json["tests"]["error"]
+    assert took < 300  # builds included; the tests alone end in about 5 s, never in 600
+    _wait_for(lambda: not _processes_with(marker), 30, "the endless tests to be gone")
+    _assert_honest_kept(tmp_path / "out")
+
+
+# After its build h2 pads crictl (so sending it takes a while) and leaves a watcher outside
+# the build's process group: once rsync's sender has crictl open, critest, already listed
+# as a regular file, becomes a FIFO, and the sender's open() of it never returns.
+FIFO_SWAP = """truncate -s +96M crictl
+dir=$PWD
+setsid sh -c '
+  n=0
+  while [ $n -lt 1200 ]; do
+    for p in /proc/[0-9]*; do
+      [ "$(cat "$p/comm" 2>/dev/null)" = rsync ] || continue
+      for fd in "$p"/fd/*; do
+        if [ "$(readlink "$fd" 2>/dev/null)" = "$0/crictl" ]; then
+          rm -f "$0/critest" && mkfifo "$0/critest"; exit 0
+        fi
+      done
+    done
+    n=$((n + 1)); sleep 0.05
+  done' "$dir" </dev/null >/dev/null 2>&1 &"""
+
+
+def test_an_artifact_swapped_for_a_fifo_during_the_pull_is_bounded(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """The pull stalls on a FIFO: stopped at --transfer-timeout, h2 left out, the slice moves."""
+    source, profile = hostile_project(tmp_path, FIFO_SWAP)
+    out = tmp_path / "out"
+    start = time.monotonic()
+    ran = release(
+        source, "--profile", profile, "--command-timeout", "5", "--transfer-timeout", "20",
+        hosts=farm.inventory_path, out=out, platforms=f"{HONEST},{HOSTILE}",
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
+    moved = {s["platform"]: s for s in ran.json["slices"]}[HOSTILE]
+    assert moved["host"] != "h2" and moved["attempts"] == 2
+    notes = json.dumps(ran.json["notes"])
+    # rsync's own --timeout does not fire here (keep-alives still flow while the sender is
+    # stuck in open()); the head node's wall-clock limit does.
+    assert "h2 left out" in notes and "rsync did not finish within 20s; stopped" in notes
+    assert took < 300
+    _assert_honest_kept(out)
+    # The sender blocked in open() is killed on h2 by its wall-clock limit (20 s + grace).
+    _wait_for(lambda: not _host_processes(farm, "h2"), 60, "h2's stuck rsync to be stopped")
+
+
+def test_a_host_whose_go_hangs_is_left_out_in_bounded_time(farm: Farm, tmp_path: Path) -> None:
+    """h2's `go version` never answers: h2 is left out after --command-timeout, h1 builds."""
+    marker = f"kdist-hanging-go-{os.getpid()}"
+    fake = tmp_path / marker
+    fake.mkdir()
+    inventory = farm.inventory_path.read_text()
+    quote = inventory.split("PATH: ", 1)[1][0]  # the farm writes PATH: 'ROOT/bin:...'
+    path = inventory.split(f"PATH: {quote}", 1)[1].split(quote, 1)[0]
+    real = shutil.which("go", path=path)
+    (fake / "go").write_text(
+        "#!/bin/sh\n# h2's go never answers; every other host gets the real one.\n"
+        f'[ "$KDIST_FARM_HOST" = h2 ] || exec {real} "$@"\n'
+        "sleep 600\n"
+    )
+    (fake / "go").chmod(0o755)
+    hosts = tmp_path / "inventory.yaml"
+    hosts.write_text(inventory.replace(f"PATH: {quote}", f"PATH: {quote}{fake}:", 1))
+    source, profile = hostile_project(tmp_path, "true")
+    start = time.monotonic()
+    ran = release(
+        source, "--profile", profile, "--command-timeout", "4", hosts=hosts,
+        out=tmp_path / "out", platforms=f"{HONEST},{HOSTILE}",
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert ran.code == 0, ran.stderr + ran.stdout[-2000:]
+    moved = {s["platform"]: s for s in ran.json["slices"]}[HOSTILE]
+    assert moved["host"] != "h2"
+    assert "h2" in json.dumps(ran.json["notes"])
+    assert took < 300
+    _wait_for(lambda: not _processes_with(marker), 30, "h2's hanging go to be stopped")

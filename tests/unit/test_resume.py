@@ -137,7 +137,7 @@ def test_unit_tests_past_the_slice_timeout_fail_cleanly(source: Path, farm: Fake
     limits = Limits(backoff=0.0, slice_timeout=0.1)
     result = run(job(source, run_tests=True, profile=TESTED, limits=limits), farm)
     assert exit_status(result) is ExitStatus.BUILD_FAILED
-    assert "did not finish within 0.1s" in result.test_error
+    assert "not finished after 0.1s; the unit tests were stopped" in result.test_error
     leftovers = [p.name for p in (source / "_output").iterdir() if p.name.startswith(".")]
     assert leftovers in ([], [".kdist"])
 
