@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import time
 from pathlib import Path
 
 from kdist.errors import InfraError, TransferError
@@ -15,6 +16,7 @@ from kdist.stages.gitrepo import MIRROR, Shipped
 from kdist.transport import Progress, Spawned, Transport
 
 LIMITS = Limits()  # the defaults, for callers without a job's own
+LOCK_SLACK = 30.0  # seconds on top of --lock-wait for the lock holder to start and say so
 
 
 async def sync_tree(
@@ -76,9 +78,18 @@ async def slot(transport: Transport, tree: str, workdir: str, *, limits: Limits 
 
 async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float) -> Spawned:
     """Hold this tree's workdir lock on the host for the rest of the run (or report it busy)."""
-    holder = await transport.spawn(hostside.hold_lock(workdir, run_id, wait))
+    # Starting the holder and its first line share one deadline: a host (or its sshd) that
+    # never answers is "cannot lock", not a wait for ever.
+    deadline = time.monotonic() + wait + LOCK_SLACK
     try:
-        line = await asyncio.wait_for(holder.readline(), wait + 30)
+        holder = await asyncio.wait_for(
+            transport.spawn(hostside.hold_lock(workdir, run_id, wait)), wait + LOCK_SLACK
+        )
+    except asyncio.TimeoutError:
+        msg = f"{transport.host.name}: cannot lock {workdir}: no answer in {wait + LOCK_SLACK:g}s"
+        raise InfraError(msg) from None
+    try:
+        line = await asyncio.wait_for(holder.readline(), max(deadline - time.monotonic(), 0.0))
     except asyncio.TimeoutError:
         line = ""
     if line.startswith("locked "):

@@ -343,11 +343,15 @@ class SshTransport:
         try:
             # surrogateescape keeps bytes that are not UTF-8: the log gets them back as sent,
             # and kdist.text shows each one as \xNN.
-            proc = await conn.create_process(
+            # The deadline covers opening the channel too: a hostile sshd may answer
+            # keepalives and never the channel open.
+            opening = conn.create_process(
                 command, stderr=asyncssh.STDOUT, encoding="utf-8", errors=HOST_ERRORS
             )
+            proc = opened = await asyncio.wait_for(opening, timeout)
+            left = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
             returncode = await asyncio.wait_for(
-                _communicate(proc, stdin, collector, hold_stdin), timeout
+                _communicate(opened, stdin, collector, hold_stdin), left
             )
         except asyncio.TimeoutError as exc:
             if timeout is not None and time.monotonic() - start >= timeout:
