@@ -359,16 +359,18 @@ _MOVES = (Status.INFRA, Status.INTEGRITY)
 async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
     """Attempts from the queue, host after host while hosts fail, then the checks; how many."""
     job, sched, reporter = ctx.job, ctx.sched, ctx.reporter
-    attempt, result, violations = 1, None, []
+    violations: list[str] = []
+    attempt, result = 1, _left_out(ctx, slc)  # a planned host found dead counts as tried
     while True:
-        host = await sched.queue.acquire(slc.platform)
-        if host is None:
-            result = result or _no_host(ctx, slc)
-            break
-        here = sched.slice_on(slc.platform, host)
-        result = await hedging.race(
-            here, sched, functools.partial(_on_slot, ctx), reporter, attempt, ctx.memo
-        )
+        if result is None:
+            host = await sched.queue.acquire(slc.platform)
+            if host is None:
+                result = _no_host(ctx, slc)
+                break
+            here = sched.slice_on(slc.platform, host)
+            result = await hedging.race(
+                here, sched, functools.partial(_on_slot, ctx), reporter, attempt, ctx.memo
+            )
         if result.status is Status.INTEGRITY:  # the host is left out like a broken one
             violations.append(result.error.split("\n", 1)[0])
         if result.ok or result.status not in _MOVES or attempt >= job.limits.attempts:
@@ -377,7 +379,7 @@ async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
         sched.exclude(result.slice.host, why)
         reporter.emit(Note(f"{slc.platform}: back in the queue (attempt {attempt + 1}): {why}"))
         await asyncio.sleep(min(job.limits.backoff * 2 ** (attempt - 1), 30.0))
-        attempt += 1
+        attempt, result = attempt + 1, None
     result = dataclasses.replace(result, violations=tuple(violations))
     if result.ok:
         result = await _check(ctx, result)
@@ -397,6 +399,15 @@ async def _on_slot(
     if result.ok and result.record is not None:
         ctx.memo.learn(slc.platform, slc.host, result.record.finished - result.record.started)
     return result
+
+
+def _left_out(ctx: RunContext, slc: Slice) -> SliceResult | None:
+    """The failure of a slice whose planned host was left out before the slice began."""
+    why = ctx.sched.excluded.get(slc.host)
+    if why is None:
+        return None
+    error = InfraError(f"{slc.host}: left out of this run: {why}")
+    return _failed(slc, "sync", error, 0.0, str(ctx.log_path(slc)))
 
 
 def _no_host(ctx: RunContext, slc: Slice) -> SliceResult:
