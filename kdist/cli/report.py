@@ -618,9 +618,9 @@ class PlainReporter:
                 after = ""
                 if row is not None and host and attempt > 1:
                     after = f" (attempt {attempt}, moved from {row.moved_from})"
-                return [f"{self._tag(key)} {phase}{after}"]
+                return [f"{self._tag(key, host)} {phase}{after}"]
             case Transfer(host=host, key=key, direction=direction, done=done, finished=True):
-                tag = self._tag(key) if key else f"[{host}]"
+                tag = self._tag(key, host) if key else f"[{host}]"
                 return [f"{tag} {direction}: {_bytes(done)} moved"] if done else []
             case SliceFinished(result=result):
                 self._board.finish(result)
@@ -640,10 +640,17 @@ class PlainReporter:
             return ""
         return f" · ETA {_clock(self._board.estimate[1])}"
 
-    def _tag(self, key: str) -> str:
-        """`[host os/arch]` for a slice key (the bare key if the plan never named it)."""
+    def _tag(self, key: str, host: str = "") -> str:
+        """`[host os/arch]` for a slice key (the bare key if the plan never named it).
+
+        `host` names where the event happened, when it says: a straggler's twin is on another.
+        """
         row = self._board.rows.get(key)
-        return f"[{row.host or row.slice.host} {row.slice.platform}]" if row else f"[{key}]"
+        if row is None:
+            return f"[{key}]"
+        if host and host == row.twin:
+            return f"[{host} {row.slice.platform} twin]"
+        return f"[{row.host or row.slice.host} {row.slice.platform}]"
 
     def _finished(self, result: SliceResult) -> str:
         """`ok in 12.3s (17 artifacts)` or `FAILED in build: <first error line>`."""

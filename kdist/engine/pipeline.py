@@ -479,13 +479,14 @@ async def _attempt(
         reporter.emit(PhaseStarted(slc.key, phase, slc.host, moves))
         session = await sched.session(slc.host)
         if session.gate.locked():  # the host is busy with `capacity` other slices
-            reporter.emit(PhaseStarted(slc.key, "queued"))
+            reporter.emit(PhaseStarted(slc.key, "queued", slc.host))
         async with session.gate:
             if slc.tree:  # its own copy of the tree: outputs of other slices stay out
                 await sync.slot(session.transport, slc.tree, slc.workdir, limits=job.limits)
             phase, started = "build", time.time()
             sched.queue.building(slc.platform, slc.host)
-            reporter.emit(PhaseStarted(slc.key, phase))
+            # Each phase names its host: a straggler and its twin report on one slice.
+            reporter.emit(PhaseStarted(slc.key, phase, slc.host))
             with span(reporter, "build", slc.host, slc.key, attempt_id):
                 built = await build_slice(
                     session.transport,
@@ -499,7 +500,7 @@ async def _attempt(
             if not built.ok:
                 raise _build_error(slc, built.returncode, built.tail(10))
             phase = "pull"
-            reporter.emit(PhaseStarted(slc.key, phase))
+            reporter.emit(PhaseStarted(slc.key, phase, slc.host))
             with (
                 span(reporter, "pull", slc.host, slc.key, attempt_id),
                 _metered(reporter, slc.host, slc.key, "pull") as progress,

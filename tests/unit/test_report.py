@@ -457,3 +457,14 @@ def test_plain_lines_add_the_eta_while_slices_are_left() -> None:
     reporter.emit(Estimate(12.0, 0.0))
     reporter.emit(SliceFinished(OK))
     assert stream.getvalue().splitlines()[-1].endswith("(17 artifacts) · ETA 0:00:12")
+
+
+def test_plain_lines_tag_a_twins_phases_with_its_own_host() -> None:
+    """While a straggler on h1 has a twin on h2, the twin's phases say h2 and twin."""
+    stream = io.StringIO()
+    reporter = PlainReporter(stream)
+    reporter.emit(PlanReady(PLAN))
+    reporter.emit(PhaseStarted("linux-amd64", "build", "h1", 1))
+    reporter.emit(Hedged("linux-amd64", "h1", "h2", 9.0))
+    reporter.emit(PhaseStarted("linux-amd64", "build", "h2"))
+    assert stream.getvalue().splitlines()[-1] == "[h2 linux/amd64 twin] build"
