@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,8 @@ if TYPE_CHECKING:
     from kdist.stages import container
 
 __all__ = ["execute", "run"]
+
+GO_MISSING = "go: not found"  # a host's toolchain when `go version` failed there
 
 
 async def execute(
@@ -209,17 +211,21 @@ def _scheduler(
             raise ConnectError(failed[host.name])
         return conns[host.name]
 
+    heard: dict[str, str] = {}
     return Scheduler(
         hosts=hosts,
         natives=prepared.natives,
         request=job.request(tuple(s.platform for s in prepared.plan.slices)),
         the_plan=prepared.plan,
         opener=opener,
-        setup=lambda session: _setup_host(job, session, run_id, boxes, reporter, gate, shipped),
+        setup=lambda session: _setup_host(
+            job, session, run_id, boxes, reporter, gate, shipped, heard
+        ),
         reporter=reporter,
         excluded=dict(prepared.down),
         estimates=dataclasses.replace(prepared.estimates, margin=job.limits.hedge_margin),
         hedge=job.hedge,
+        go_versions=heard,
     )
 
 
@@ -257,6 +263,8 @@ async def _agree_toolchains(
         found = await transport.run(
             toolchain.GO_VERSION_ARGV, env=env, timeout=limits.command_timeout
         )
+        # The host's setup would ask again just before its first build; it takes this answer.
+        sched.go_versions[name] = found.stdout.strip() if found.ok else GO_MISSING
         return toolchain.Toolchain(toolchain.parse_go_version(found.stdout))
 
     async def in_container(name: str) -> toolchain.Toolchain:
@@ -286,8 +294,12 @@ async def _setup_host(
     reporter: Reporter,
     gate: toolchain.Gate,
     shipped: Shipped | None,
+    heard: Mapping[str, str],
 ) -> None:
-    """Once per host and run: lock the workdir, sync the tree and git answers, the version."""
+    """Once per host and run: lock the workdir, sync the tree and git answers, the version.
+
+    `heard` holds what hosts said to `go version` in the toolchain check, by host name.
+    """
     workdir = plan.tree_workdir(session.host, job.request())
     name = session.host.name
     if not session.host.local:
@@ -315,6 +327,8 @@ async def _setup_host(
         runner, session.toolchain = await container.prepare(session.transport, workdir, boxes, note)
         session.runner, session.image = runner, runner.image.id
         session.image_name = runner.image.name
+    elif name in heard:  # the toolchain check asked this host already, with the same env
+        session.toolchain = heard[name]
     else:
         # A `go` that never answers holds no host for ever: past the deadline the host is
         # left out (CommandTimeout, an infrastructure failure) and its slices move.
@@ -323,7 +337,7 @@ async def _setup_host(
             env=toolchain.probe_env(session.env),
             timeout=job.limits.command_timeout,
         )
-        session.toolchain = version.stdout.strip() if version.ok else "go: not found"
+        session.toolchain = version.stdout.strip() if version.ok else GO_MISSING
     gate.admit(session.host.name, _session_toolchain(session))
     if job.profile.layout is Layout.KUBERNETES:
         defs = session.env["KUBE_GIT_VERSION_FILE"]

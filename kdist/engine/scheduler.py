@@ -60,6 +60,7 @@ class Scheduler:
     estimates: Estimates = field(default_factory=Estimates)
     hedge: bool = True  # twins for stragglers (--no-hedge: none)
     clock: Clock = time.monotonic
+    go_versions: dict[str, str] = field(default_factory=dict)  # `go version` as the check heard it
     queue: SliceQueue = field(init=False)
     _sessions: dict[str, HostSession] = field(default_factory=dict)
     _opening: dict[str, asyncio.Task[HostSession]] = field(default_factory=dict)

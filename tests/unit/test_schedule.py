@@ -272,3 +272,12 @@ def test_no_hedge_is_an_option_whose_default_lives_in_run_options() -> None:
     assert isinstance(on, ReleaseOptions) and isinstance(off, ReleaseOptions)
     assert on.run.hedge is RunOptions().hedge is True
     assert off.run.hedge is False
+
+
+def test_go_version_is_asked_once_per_host(tmp_path: Path, source: Path) -> None:
+    """The host's setup takes the toolchain check's answer instead of asking again."""
+    farm = FakeFarm(tmp_path / "farm", [host("h1", "linux/amd64")])
+    result = run(job(source), farm, RecordingReporter())
+    assert result.ok and len(farm["h1"].runs(["go", "version"])) == 1
+    assert result.results[0].record is not None
+    assert result.results[0].record.toolchain == "go1.22.4"
