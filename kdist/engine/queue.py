@@ -145,7 +145,7 @@ class SliceQueue:
     def remaining(self) -> float:
         """Estimated seconds until every slice in the queue or running is built."""
         now, alive = self.clock(), self._alive()
-        busy = [(r.host, r.since + self._seconds(r)) for r in self._running]
+        busy = [(r.host, self._expected_end(r, now)) for r in self._running]
         waiting = [p for p in self._waiting if self.rules.eligible(p, alive, {})]
         try:
             placed = placement.simulate(self.rules, waiting, now, busy, alive)
@@ -153,6 +153,18 @@ class SliceQueue:
             placed = []
         ends = [max(end, now) for _, end in busy] + [t.end for t in placed]
         return max(ends, default=now) - now
+
+    def _expected_end(self, run: _Running, now: float) -> float:
+        """When a running build should end; one past its estimate may take as long again.
+
+        Until it straggles it is expected any moment; after that its twin (or itself) may
+        need a whole estimate more, which is what the ETA then says rather than zero.
+        """
+        end = run.since + self._seconds(run)
+        if end > now:
+            return end
+        due = run.since + self.rules.estimates.straggling_after(str(run.platform), run.host)
+        return due if due > now else now + self._seconds(run)
 
     def _twins(self, now: float, slots: placement.Slots, alive: set[str]) -> None:
         for platform, lag in sorted(self._stragglers.items(), key=lambda i: i[1].running.since):

@@ -281,3 +281,21 @@ def test_go_version_is_asked_once_per_host(tmp_path: Path, source: Path) -> None
     assert result.ok and len(farm["h1"].runs(["go", "version"])) == 1
     assert result.results[0].record is not None
     assert result.results[0].record.toolchain == "go1.22.4"
+
+
+def test_the_eta_of_an_overdue_build_is_not_zero() -> None:
+    """Past its estimate a build is expected by its straggling point, then a whole estimate on."""
+    now = [0.0]
+    learned = learn(history({("linux/amd64", "h1"): 10.0}))
+    wanted = platforms("linux/amd64")
+
+    async def scenario() -> list[float]:
+        queue = SliceQueue(rules((host("h1"),), learned), wanted, clock=lambda: now[0])
+        assert await queue.acquire(wanted[0]) == "h1"
+        seen = []
+        for moment in (4.0, 12.0, 20.0):
+            now[0] = moment
+            seen.append(queue.remaining())
+        return seen
+
+    assert asyncio.run(scenario()) == pytest.approx([6.0, 3.0, 10.0])  # straggles at 15 s
