@@ -394,3 +394,20 @@ def test_platformless_slices_build_at_once_in_their_own_trees(
     assert builds == {("linux", "amd64"): f"{tree}/.kdist/slots/linux-amd64",
                       ("linux", "arm64"): f"{tree}/.kdist/slots/linux-arm64"}  # fmt: skip
     assert (source / "_output/bin/linux/arm64/tool").read_bytes() == binary(ARM64)
+
+
+def test_git_failing_on_the_head_node_stops_the_run_with_exit_5(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged repository on the head node is the head node's failure: no host is blamed."""
+    from kdist.stages import gitrepo
+
+    def damaged(_source: Path, _mirror: Path) -> None:
+        raise gitrepo.GitError("git rev-list in /src failed: fatal: bad object")
+
+    monkeypatch.setattr(pipeline, "ship", damaged)
+    farm = make_farm(tmp_path, host("h1", "linux/amd64"))
+    with pytest.raises(HeadNodeError, match="bad object") as caught:
+        run(job(source, profile=ASKS_GIT), farm)
+    assert caught.value.exit_status is ExitStatus.HEAD_NODE_FAILED
+    assert not any(c.op == "push" for c in farm["h1"].calls)
