@@ -119,6 +119,9 @@ async def execute(
             await _agree_toolchains(
                 gate, sched, reporter, containers=boxes is not None, limits=job.limits
             )
+            # Hosts with slices to build are set up at once; reused slices need no host.
+            fresh = [s for s in the_plan.slices if memo.reuse(job, s, str(ctx.log_path(s))) is None]
+            sched.warm(dict.fromkeys(s.host for s in fresh))
             ctx.sampled = reproduce.sample(
                 the_plan.slices, job.reproduce, run_id, lambda s: sched.candidate(s, avoid={s.host})
             )

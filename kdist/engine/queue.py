@@ -49,6 +49,11 @@ class SliceQueue:
     clock: Clock = time.monotonic
     on_change: Callable[[], None] = lambda: None  # the estimate of the end may have moved
     excluded: set[str] = field(default_factory=set)
+    # Hosts being set up (connect, lock, sync): their slots free once that is done, so the
+    # first host ready takes the longest slice rather than the first in the inventory. While
+    # any is, hosts never set up wait too (they would need a setup of their own first).
+    setting_up: set[str] = field(default_factory=set)
+    warmed: set[str] = field(default_factory=set)  # hosts set up at the start of the run
     _waiting: dict[Platform, _Waiting] = field(default_factory=dict)
     _running: list[_Running] = field(default_factory=list)
     _stragglers: dict[Platform, _Straggler] = field(default_factory=dict)
@@ -109,8 +114,10 @@ class SliceQueue:
 
         The slot is the twin's from then on; cancelling this wait gives it up.
         """
-        run = next(r for r in self._running if (r.platform, r.host) == (platform, host))
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        run = next((r for r in self._running if (r.platform, r.host) == (platform, host)), None)
+        if run is None:  # that attempt is over already: no twin, ever (the race cancels this)
+            return await future
         self._stragglers[platform] = _Straggler(future, run)
         self._wake_at(run)
         try:
@@ -121,6 +128,11 @@ class SliceQueue:
             raise
         finally:
             self._stragglers.pop(platform, None)
+
+    def ready(self, host: str) -> None:
+        """`host` finished its setup (or failed it, which its first attempt will find)."""
+        self.setting_up.discard(host)
+        self.dispatch()
 
     def exclude(self, host: str) -> None:
         """`host` takes no more slices (it failed); waiting slices are placed again."""
@@ -196,6 +208,10 @@ class SliceQueue:
 
     def _slots(self, now: float) -> placement.Slots:
         free = {h.name: h.capacity for h in self.rules.hosts if h.name not in self.excluded}
+        if self.setting_up:
+            for host in free:
+                if host in self.setting_up or host not in self.warmed:
+                    free[host] = 0  # not yet: set-up hosts first, each as it is ready
         ends: dict[str, list[float]] = {}
         for run in self._running:
             if run.host in free:

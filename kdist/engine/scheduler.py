@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Scheduler:
     _sessions: dict[str, HostSession] = field(default_factory=dict)
     _opening: dict[str, asyncio.Task[HostSession]] = field(default_factory=dict)
     _load: dict[str, int] = field(default_factory=dict)
+    _warming: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for s in self.the_plan.slices:
@@ -76,6 +78,25 @@ class Scheduler:
         platforms = [s.platform for s in self.the_plan.slices]
         self.queue = SliceQueue(rules, platforms, self.hedge, self.clock, self._estimate)
         self.queue.excluded.update(self.excluded)
+
+    def warm(self, names: Collection[str]) -> None:
+        """Set these hosts up now, all at once; the queue gives their slots out as each is ready.
+
+        A setup that fails is left for the host's first attempt to find (and move from).
+        """
+        for name in names:
+            if name in self.excluded:
+                continue
+            self.queue.setting_up.add(name)
+            self.queue.warmed.add(name)
+            task = asyncio.ensure_future(self.session(name))
+            task.add_done_callback(functools.partial(self._warmed, name=name))
+            self._warming.append(task)
+
+    def _warmed(self, task: asyncio.Future[HostSession], name: str) -> None:
+        if not task.cancelled():
+            task.exception()  # looked at here; the slice's own attempt reports it
+        self.queue.ready(name)
 
     def _estimate(self) -> None:
         """Tell the reporter when the run is now expected to end."""
@@ -145,6 +166,7 @@ class Scheduler:
     async def release(self) -> None:
         """Stop host setups still running (an interrupted run), release every workdir lock."""
         pending: list[asyncio.Task[Any]] = [t for t in self._opening.values() if not t.done()]
+        pending += [t for t in self._warming if not t.done()]
         pending += [s.ready for s in self._sessions.values() if s.ready and not s.ready.done()]
         for task in pending:
             task.cancel()

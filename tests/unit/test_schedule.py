@@ -299,3 +299,18 @@ def test_the_eta_of_an_overdue_build_is_not_zero() -> None:
         return seen
 
     assert asyncio.run(scenario()) == pytest.approx([6.0, 3.0, 10.0])  # straggles at 15 s
+
+
+def test_the_first_host_ready_takes_the_longest_slice(tmp_path: Path, source: Path) -> None:
+    """h1's sync is slow: h2, set up first, takes arm64 (the longest), though the plan said h1."""
+    learned = history({("linux/arm64", "h1"): 3.0, ("linux/amd64", "h1"): 1.0})
+    save_history(source / "_output", learned)
+    farm = FakeFarm(tmp_path / "farm", [host("h1", "linux/amd64"), host("h2", "linux/amd64")])
+    farm["h1"].push_reply = Reply(delay=0.5)
+    result = run(
+        quick_hedge(source, platforms="linux/amd64,linux/arm64"), farm, RecordingReporter()
+    )
+    assert result.ok
+    assert result.plan.expected["linux-arm64"] == (0.0, 3.0)
+    arm64 = next(r for r in result.results if str(r.slice.platform) == "linux/arm64")
+    assert arm64.slice.host == "h2" and farm["h2"].runs(["make"])[0].argv[2] == "arm64"
