@@ -163,6 +163,16 @@ class Layout(str, Enum):
 
 
 @dataclass(frozen=True)
+class ArtifactRules:
+    """Which files a slice may bring back (kdist/stages/artifacts.py applies them)."""
+
+    names: tuple[str, ...] = ()  # globs of the expected files; (): executables for the platform
+    data: tuple[str, ...] = ()  # globs of files shipped as data, not executables (mode 0644)
+    exact: bool = False  # `names` are exact and extra files are dropped (the Kubernetes layout)
+    every: bool = True  # every glob of `names` must match a file (not for `kdist build WHAT`)
+
+
+@dataclass(frozen=True)
 class Profile:
     """How a project builds, where its binaries land and what to pack."""
 
@@ -183,6 +193,8 @@ class Profile:
     # Per platform ("*": every platform), per kind of build ("all", "native", "cross"): env.
     platform_env: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
     git_answers: bool = False  # ship the head node's git answers with the tree to every host
+    artifact_names: tuple[str, ...] = ()  # generic: globs of the expected artifacts
+    artifact_data: tuple[str, ...] = ()  # generic: globs of files shipped as data ("*": any)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ PROFILE_FILE = "kdist.yaml"
 PROFILE_KEYS = (
     "name", "layout", "platforms", "build", "build_what", "artifacts", "env", "test", "package",
     "images", "container", "smoke", "log_limit", "platform_env", "git_answers",
+    "artifact_names", "artifact_data",
 )  # fmt: skip
 # platform_env: per platform (or "*"), env for every build, native builds or cross builds.
 BUILD_KINDS = ("all", "native", "cross")
@@ -113,7 +114,28 @@ def parse_profile(data: Any, source: str) -> Profile:  # noqa: ANN401
         platform_env=_platform_env(doc.get("platform_env", {}), top / "platform_env"),
         # Kubernetes' version.sh reads KUBE_GIT_VERSION_FILE; other projects ask git.
         git_answers=v.boolean(doc.get("git_answers", base is None), top / "git_answers"),
+        artifact_names=_globs(doc, "artifact_names", top, base, data=False),
+        artifact_data=_globs(doc, "artifact_data", top, base, data=True),
     )
+
+
+def _globs(
+    doc: Mapping[str, Any], key: str, top: v.Where, base: Profile | None, *, data: bool
+) -> tuple[str, ...]:
+    """`artifact_names` / `artifact_data`: file name globs (data may also be true or false)."""
+    if key not in doc:
+        return ()
+    at = top / key
+    if base is not None:  # Kubernetes knows its binaries by name
+        raise at.fail("is for layout: generic (the kubernetes layout names its binaries)")
+    value = doc[key]
+    if data and isinstance(value, bool):
+        return ("*",) if value else ()
+    globs = v.string_list(value, at)
+    for i, glob in enumerate(globs):
+        if "/" in glob or not glob.isprintable():
+            raise (at / i).fail("must be a file name pattern (no '/', no control characters)")
+    return globs
 
 
 def _log_limit(value: Any, at: v.Where) -> int:  # noqa: ANN401
@@ -136,7 +158,7 @@ def _platform_env(value: Any, at: v.Where) -> dict[str, dict[str, dict[str, str]
             try:
                 Platform.parse(key)
             except ValueError as exc:
-                raise (at / key).fail(f"{exc} (or \"{ANY_PLATFORM}\" for every platform)") from None
+                raise (at / key).fail(f'{exc} (or "{ANY_PLATFORM}" for every platform)') from None
         doc = v.mapping(kinds, at / key)
         v.no_unknown_keys(doc, BUILD_KINDS, at / key)
         found[key] = {kind: _plain_env(doc[kind], at / key / kind) for kind in doc}

@@ -10,6 +10,7 @@ from kdist.config import kubernetes
 from kdist.config.profile import fields_for, substitute
 from kdist.engine import plan
 from kdist.model import (
+    ArtifactRules,
     CommandResult,
     ContainerSpec,
     Deadlines,
@@ -53,11 +54,14 @@ class Job:
     hedge: bool = True  # a straggling build gets a twin on an idle host (--no-hedge: never)
     compress: bool = False  # --compress: shown in -n's rsync command (the transports apply it)
 
-    def expected(self, platform: Platform) -> tuple[str, ...] | None:
-        """The binaries a slice must bring back (None: whatever the build made)."""
-        if self.profile.layout is not Layout.KUBERNETES or self.what:
-            return None
-        return kubernetes.expected_binaries(platform)
+    def expected(self, platform: Platform) -> ArtifactRules:
+        """What a slice may bring back: Kubernetes' binaries, or the profile's artifact rules."""
+        profile = self.profile
+        if profile.layout is Layout.KUBERNETES:
+            if self.what:  # a subset: whatever it built, as long as it runs on the platform
+                return ArtifactRules()
+            return ArtifactRules(kubernetes.expected_binaries(platform), exact=True)
+        return ArtifactRules(profile.artifact_names, profile.artifact_data, every=not self.what)
 
     @property
     def deadlines(self) -> Deadlines:

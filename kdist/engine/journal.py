@@ -32,6 +32,7 @@ from kdist.model import (
     VersionInfo,
 )
 from kdist.remote.argv import to_shell
+from kdist.stages.artifacts import Expected
 from kdist.stages.collect import sha256_file, verify_staging
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class Journal:
             self.entries = {}
 
     def reusable(
-        self, platform: Platform, key: str, dest: Path, expected: tuple[str, ...] | None
+        self, platform: Platform, key: str, dest: Path, expected: Expected
     ) -> JournalEntry | None:
         """The entry when the key matches and its files still verify; else None."""
         entry = self.entries.get(str(platform))

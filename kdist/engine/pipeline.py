@@ -389,7 +389,7 @@ async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
                 here, sched, functools.partial(_on_slot, ctx), reporter, attempt, ctx.memo
             )
         if result.status is Status.INTEGRITY:  # the host is left out like a broken one
-            violations.append(result.error.split("\n", 1)[0])
+            violations += result.error.splitlines()  # one line per refused file
         if result.ok or result.status not in _MOVES or attempt >= job.limits.attempts:
             break
         why = result.error.splitlines()[0] if result.error else result.status.value

@@ -120,7 +120,8 @@ def rsync_pull(
     # so a hostile host cannot plant them; the collector re-checks everything anyway.
     # --dirs, not --recursive: only what the host listed (the folder's own entries) can come,
     # never the contents of a subfolder that no limit counted (a subfolder is refused anyway).
-    argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args"]
+    # --exclude=*/: not even an empty folder is made for one (the listing refuses them too).
+    argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args", "--exclude=*/"]
     argv += [f"--max-size={max_size}", "--chmod=go-w"]
     return argv + _rsh(rsh, compress, deadline) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
 

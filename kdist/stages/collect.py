@@ -21,7 +21,9 @@ from kdist.errors import (
 )
 from kdist.model import Artifact, Limits, Platform, Slice, format_size
 from kdist.remote import hostside
-from kdist.stages import binfmt
+from kdist.stages import artifacts, binfmt
+from kdist.stages.artifacts import Expected, rules_of
+from kdist.text import inert
 from kdist.transport import Progress, Transport
 
 LIMITS = Limits()
@@ -39,7 +41,7 @@ async def collect_slice(
     transport: Transport,
     slc: Slice,
     dest: Path,
-    expected: tuple[str, ...] | None,
+    expected: Expected,
     relative_to: Path,
     attempt: str = "",
     progress: Progress | None = None,
@@ -134,11 +136,18 @@ def _too_many(slc: Slice, files: int) -> str:
 def check_manifest(
     listed: dict[str, hostside.ManifestEntry],
     slc: Slice,
-    expected: tuple[str, ...] | None,
+    expected: Expected,
     limits: Limits = LIMITS,
 ) -> None:
-    """Refuse non-regular entries, oversized files and anything not built in this attempt."""
+    """Refuse what can never be accepted, oversized files and anything not built by this attempt.
+
+    Everything refused by the artifact rules is named at once, one line per file.
+    """
     where = f"{slc.host}: {slc.platform}"
+    rules = rules_of(expected)
+    refused = artifacts.listing_problems(listed, rules, where)
+    if refused:
+        raise IntegrityError("\n".join(refused))
     total = pull_size(listed)
     if total > limits.artifact_bytes:
         msg = (
@@ -147,13 +156,8 @@ def check_manifest(
         )
         raise IntegrityError(msg)
     for name, entry in sorted(listed.items()):
-        if entry.kind in ("l", "o"):
-            what = "a symlink" if entry.kind == "l" else "not a regular file"
-            msg = f"{where}: {name!r} is {what}; refused"
-            raise IntegrityError(msg)
-        wanted = expected is None or name in expected
-        if entry.kind != "f" or not wanted:
-            continue
+        if rules.exact and name not in rules.names:
+            continue  # an extra file, dropped after the pull
         if entry.sha256 is None:
             msg = (
                 f"{where}: {name!r} is over the artifact_file_bytes limit "
@@ -198,57 +202,43 @@ def _match_manifest(
 def verify_staging(
     staging: Path,
     platform: Platform,
-    expected: tuple[str, ...] | None,
+    expected: Expected,
     host: str,
     *,
     prune: bool = True,
 ) -> list[str]:
-    """Check what a host sent: regular files only, the expected names, the right architecture.
+    """Check what a host sent: regular files only, safe names, the artifact rules, the platform.
 
-    Unexpected extra files are removed rather than published; a missing expected file fails the
-    slice; a non-regular entry or a binary for another architecture is an integrity violation.
+    Extra files of an exact list (Kubernetes) are removed rather than published; a missing
+    expected file fails the slice; everything else refused is an integrity violation, all of
+    it named at once, one line per file.
     """
-    found: dict[str, os.stat_result] = {}
+    where, rules = f"{host}: {platform}", rules_of(expected)
+    refused: list[str] = []
+    found: list[str] = []
     for entry in sorted(os.scandir(staging), key=lambda e: e.name):
         info = entry.stat(follow_symlinks=False)
+        why = artifacts.name_problem(entry.name)
         if not stat.S_ISREG(info.st_mode):
-            msg = f"{host}: {platform}: {entry.name!r} is not a regular file; refused"
-            raise IntegrityError(msg)
-        if info.st_mode & SPECIAL_BITS:
-            msg = (
-                f"{host}: {platform}: {entry.name!r} has mode {stat.filemode(info.st_mode)} "
-                "(setuid, setgid or sticky bit); refused"
-            )
-            raise IntegrityError(msg)
-        found[entry.name] = info
-    if expected is not None:
-        missing = sorted(set(expected) - set(found))
-        if missing:
-            msg = f"{host}: {platform}: build did not produce {', '.join(missing)}"
-            raise MissingArtifacts(msg)
-        for extra in set(found) - set(expected) if prune else ():
-            (staging / extra).unlink()
-        names = sorted(expected)
-    else:
-        names = sorted(found)
-        if not names:
-            msg = f"{host}: {platform}: no artifacts were produced"
-            raise MissingArtifacts(msg)
+            why = "is not a regular file"
+        elif info.st_mode & SPECIAL_BITS:
+            why = f"has mode {stat.filemode(info.st_mode)} (setuid, setgid or sticky bit)"
+        if why:
+            refused.append(f"{where}: {artifacts.shown(entry.name)} {why}; refused")
+        found.append(entry.name)
+    if refused:
+        raise IntegrityError("\n".join(refused))
+    names, extra = artifacts.choose(found, rules, where)
+    for name in extra if prune else ():
+        (staging / name).unlink()
     for name in names:
-        _check_arch(staging / name, platform, host, strict=expected is not None)
+        with (staging / name).open("rb") as handle:
+            why = artifacts.file_problem(name, handle.read(binfmt.HEADER_BYTES), platform, rules)
+        if why:
+            refused.append(f"{where}: {inert(name)} {why}; refused")
+    if refused:
+        raise IntegrityError("\n".join(refused))
     return names
-
-
-def _check_arch(path: Path, platform: Platform, host: str, *, strict: bool) -> None:
-    with path.open("rb") as handle:
-        head = handle.read(binfmt.HEADER_BYTES)
-    found = binfmt.detect(head)
-    if found is None and not strict:
-        return  # generic projects may ship scripts or data next to their binaries
-    if not binfmt.matches(head, platform):
-        what = f"a {found} binary" if found else "not a recognised executable"
-        msg = f"{host}: {platform}: {path.name} is {what}; refused"
-        raise IntegrityError(msg)
 
 
 def set_modes(folder: Path, names: list[str]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from kdist.testing.devfarm import Farm
 from tests.e2e.test_faults import _host_processes, _processes_with, _wait_for
-from tests.helpers import git, make_project, release
+from tests.helpers import Ran, git, make_project, release
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +80,17 @@ def _release_argv(source: Path, profile: Path, farm: Farm, out: Path, *extra: st
     ]  # fmt: skip
 
 
+def _release_both(farm: Farm, root: Path, script: str) -> tuple[Ran, Path]:
+    """A release of both platforms of hostile_project(root, script), and its output folder."""
+    source, profile = hostile_project(root, script)
+    out = root / "out"
+    ran = release(
+        source, "--profile", profile, hosts=farm.inventory_path, out=out,
+        platforms=f"{HONEST},{HOSTILE}",
+    )  # fmt: skip
+    return ran, out
+
+
 def _assert_honest_kept(out: Path) -> None:
     kept = out / "bin/linux/amd64"
     assert sorted(p.name for p in kept.iterdir()) == ["crictl", "critest"]
@@ -137,12 +148,7 @@ def test_wrong_architecture_file_with_a_non_utf8_name_is_refused_with_exit_4(
 ) -> None:
     """A wrong-arch file named with bytes that are not UTF-8: exit 4 (not 70), h1's kept."""
     name = r"$(printf 'evil-\377\033]0;t\007')"
-    source, profile = hostile_project(tmp_path, f'cp /bin/ls "{name}"')
-    out = tmp_path / "out"
-    ran = release(
-        source, "--profile", profile, hosts=farm.inventory_path, out=out,
-        platforms=f"{HONEST},{HOSTILE}",
-    )  # fmt: skip
+    ran, out = _release_both(farm, tmp_path, f'cp /bin/ls "{name}"')
     assert ran.code == 4, ran.stderr
     by_platform = {s["platform"]: s for s in ran.json["slices"]}
     assert by_platform[HONEST]["status"] == "ok"
@@ -181,13 +187,14 @@ def test_unit_tests_that_never_end_are_stopped_and_leave_nothing_on_the_host(
 # After its build h2 pads crictl (so sending it takes a while) and leaves a watcher outside
 # the build's process group: once rsync's sender has crictl open, critest, already listed
 # as a regular file, becomes a FIFO, and the sender's open() of it never returns.
-FIFO_SWAP = """truncate -s +96M crictl
+FIFO_SWAP = """truncate -s +160M crictl
 dir=$PWD
 setsid sh -c '
   n=0
   while [ $n -lt 1200 ]; do
     for p in /proc/[0-9]*; do
-      [ "$(cat "$p/comm" 2>/dev/null)" = rsync ] || continue
+      read -r comm <"$p/comm" 2>/dev/null || continue
+      [ "$comm" = rsync ] || continue
       for fd in "$p"/fd/*; do
         if [ "$(readlink "$fd" 2>/dev/null)" = "$0/crictl" ]; then
           rm -f "$0/critest" && mkfifo "$0/critest"; exit 0
@@ -253,3 +260,38 @@ def test_a_host_whose_go_hangs_is_left_out_in_bounded_time(farm: Farm, tmp_path:
     assert "h2" in json.dumps(ran.json["notes"])
     assert took < 300
     _wait_for(lambda: not _processes_with(marker), 30, "h2's hanging go to be stopped")
+
+
+# h2 leaves what a generic release must not take: a folder (with a file in it), a name with a
+# newline, a script and a data file; refused one line per entry before anything is pulled.
+LITTER = r"""mkdir extra && head -c 100000 /dev/zero >extra/blob
+: >"$(printf 'new\nline')"
+printf '#!/bin/sh\necho hi\n' >install.sh
+echo notes >notes.txt"""
+
+
+def test_a_generic_release_takes_only_executables_unless_data_is_opted_in(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """Folders and bad names refused (one line each, h2 left out); artifact_data lets data in."""
+    ran, out = _release_both(farm, tmp_path / "litter", LITTER)
+    assert ran.code == 4, ran.stderr
+    moved = {s["platform"]: s for s in ran.json["slices"]}[HOSTILE]
+    assert moved["host"] != "h2"
+    assert moved["violations"] == [
+        "h2: linux/arm64: 'extra' is a directory (never pulled); refused",
+        "h2: linux/arm64: 'new\\x0aline' has control characters in its name; refused",
+    ]
+    shipped = sorted(p.name for p in out.rglob("*") if "bin" in p.parts and p.is_file())
+    assert shipped == ["crictl", "crictl", "critest", "critest"]
+
+    data, opted = hostile_project(
+        tmp_path / "data", "echo notes >notes.txt", "artifact_data: [notes.txt]\n"
+    )
+    ran = release(
+        data, "--profile", opted, hosts=farm.inventory_path, out=tmp_path / "out-data",
+        platforms=HOSTILE,
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    notes = tmp_path / "out-data/bin/linux/arm64/notes.txt"
+    assert notes.read_text() == "notes\n" and (notes.stat().st_mode & 0o777) == 0o644

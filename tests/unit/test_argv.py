@@ -199,7 +199,7 @@ def test_rsync_pull_shape_refuses_links_devices_and_archive() -> None:
     assert forbidden.isdisjoint(argv)
     assert not any(a.startswith("-") and not a.startswith("--") and len(a) > 2 for a in argv)
     assert "--protect-args" in argv
-    assert f"--max-size={2 << 30}" in argv and "--dirs" in argv
+    assert f"--max-size={2 << 30}" in argv and "--dirs" in argv and "--exclude=*/" in argv
     assert "--chmod=go-w" in argv
     assert argv[-3:] == ["--", "kdist:/w/t/_output/local/bin/linux/arm64/", "/out/tmp/"]
 

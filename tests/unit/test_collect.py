@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from kdist.errors import HeadNodeError, IntegrityError, MissingArtifacts, TransferError
-from kdist.model import Artifact, Limits, MiB, Platform, Slice
+from kdist.model import Artifact, ArtifactRules, Limits, MiB, Platform, Slice
 from kdist.remote import hostside
+from kdist.stages.artifacts import Expected
 from kdist.stages.collect import MAX_ARTIFACT_BYTES, collect_slice
 from kdist.testing.builders import host
 from kdist.testing.fake import Call, FakeTransport, Reply, binary
@@ -38,9 +39,7 @@ def build(fake: FakeTransport, files: dict[str, bytes]) -> None:
     asyncio.run(fake.run(argv, cwd=WORKDIR))
 
 
-def collect(
-    fake: FakeTransport, out: Path, expected: tuple[str, ...] | None = None
-) -> tuple[Artifact, ...]:
+def collect(fake: FakeTransport, out: Path, expected: Expected = None) -> tuple[Artifact, ...]:
     """Collect SLICE into out/bin/linux/amd64."""
     dest = out / "bin/linux/amd64"
     return asyncio.run(collect_slice(fake, SLICE, dest, expected, out, ATTEMPT))
@@ -49,9 +48,9 @@ def collect(
 def test_verified_files_arrive_with_modes_kdist_decides(
     fake: FakeTransport, tmp_path: Path
 ) -> None:
-    """A binary and a data file arrive as 0755 and 0644, hashed, relative to the output."""
+    """A binary and a data file (opted in) arrive as 0755 and 0644, hashed, relative to out."""
     build(fake, {"tool": binary(AMD64), "README": b"hello\n"})
-    arts = collect(fake, tmp_path / "out")
+    arts = collect(fake, tmp_path / "out", ArtifactRules(data=("README",)))
     dest = tmp_path / "out/bin/linux/amd64"
     assert [a.path for a in arts] == ["bin/linux/amd64/README", "bin/linux/amd64/tool"]
     assert (dest / "tool").stat().st_mode & 0o7777 == 0o755
