@@ -15,9 +15,10 @@ from kdist.cli.report import PlainReporter, RichReporter, failure_block, print_t
 from kdist.engine.logtail import SliceLog, excerpt, stamp
 from kdist.errors import TransferError
 from kdist.events import Event, Note, OutputLine, PlanReady, RunFinished, SliceFinished
-from kdist.model import KiB, Plan, Platform, Slice, SliceResult, Status
+from kdist.model import Host, KiB, Plan, Platform, Slice, SliceResult, Status
 from kdist.remote.probe import parse_probe
 from kdist.text import LOG_ERRORS, decode, inert, inert_tree
+from kdist.transport.ssh import SshTransport
 
 # What a compromised host prints to take over the operator's terminal.
 OSC_TITLE = "\x1b]0;pwned\x07"
@@ -186,3 +187,11 @@ def test_error_lines_and_json_error_document_are_inert(
     assert "\\xff" in captured.err
     doc = json.loads(captured.out)
     assert_inert(doc["problems"][0])
+
+
+def test_an_ssh_disconnect_reason_is_inert() -> None:
+    """The server chooses a disconnect's reason text: the error kdist makes of it is inert."""
+    transport = SshTransport(Host("h1", address="h1.example"))
+    lost = transport._lost("running make", OSError(f"disconnected: {HOSTILE}"))
+    assert_inert(str(lost))
+    assert "\\x1b]52;c;" in str(lost)
