@@ -17,6 +17,8 @@ from kdist.engine.scheduler import Scheduler
 from kdist.events import Hedged, Note, Reporter
 from kdist.model import Hedge, Platform, Slice, SliceResult, Status
 
+TWIN = "twin"  # the attempt label of a twin ends with it: `<run>-<os>-<arch>-1-twin`
+
 Attempt = Callable[[Slice, str | int, Callable[[str], bool]], Awaitable[SliceResult]]
 
 
@@ -67,7 +69,7 @@ async def race(
             if waiter is not None and waiter in done:
                 twin = _start_twin(slc, waiter.result(), sched, reporter)
                 waiter = None
-                running[asyncio.ensure_future(attempt(twin, f"{number}-twin", claim.take))] = twin
+                running[asyncio.ensure_future(attempt(twin, f"{number}-{TWIN}", claim.take))] = twin
             for task in [t for t in running if t in done]:
                 here = running.pop(task)
                 result = task.result()

@@ -488,7 +488,9 @@ async def _attempt(
     log_path = ctx.log_path(slc)
     start = time.monotonic()
     phase = "sync"
-    sink = _log_sink(ctx.logs[slc.key], slc, reporter)
+    # A straggler and its twin write one log: the twin's lines say so.
+    twin = isinstance(number, str) and number.endswith(hedging.TWIN)
+    sink = _log_sink(ctx.logs[slc.key], slc, reporter, f"[twin on {slc.host}] " if twin else "")
     sink(f"# kdist: attempt {attempt_id}: {slc.platform} on {slc.host}"
          + (" (cross)" if slc.cross else ""))  # fmt: skip
     try:
@@ -602,8 +604,11 @@ def _metered(reporter: Reporter, host: str, key: str, direction: str) -> Iterato
         reporter.emit(Transfer(host, key, direction, moved[0], finished=True))
 
 
-def _log_sink(log: SliceLog, slc: Slice, reporter: Reporter) -> Callable[[str], None]:
+def _log_sink(
+    log: SliceLog, slc: Slice, reporter: Reporter, prefix: str = ""
+) -> Callable[[str], None]:
     def sink(line: str) -> None:
+        line = prefix + line
         log.write(line)  # raw: the log is the evidence
         reporter.emit(OutputLine(slc.key, inert(line)))  # the boundary: events carry no controls
 

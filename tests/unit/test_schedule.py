@@ -199,6 +199,8 @@ def test_a_straggler_gets_a_twin_that_wins_and_the_straggler_is_stopped(
     assert (source / "_output/bin/linux/amd64/tool").read_bytes().endswith(b"h2")
     staging = [p.name for p in (source / "_output/bin/linux").iterdir() if p.name != "amd64"]
     assert staging == []  # the loser's staging folder is gone
+    log = (source / "_output/logs/linux-amd64.log").read_text()
+    assert "[twin on h2] $ make linux amd64" in log  # one log, the twin's lines marked
     hedges = [e for e in reporter.events if isinstance(e, Hedged)]
     assert [h.winner for h in hedges] == ["", "h2"]
     learned = load_history(source / "_output").samples
