@@ -62,6 +62,7 @@ from kdist.transport import (
     SshOptions,
     Transport,
     open_transport,
+    raise_fd_limit,
     resolve_hosts,
     ssh_config_files,
 )
@@ -185,6 +186,7 @@ def _image_settings(profile: Profile, wanted: bool) -> ImageSettings | None:
 
 def farm_transports(farm: Farm) -> TransportFactory:
     """The real transports (SSH, or local for the head node) with the farm's options."""
+    raise_fd_limit()  # a descriptor per connected host: hundreds of hosts need more than 1024
     options = SshOptions(
         connect_timeout=farm.connect_timeout,
         accept_new_host_keys=farm.accept_new_host_keys,

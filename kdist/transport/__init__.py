@@ -27,7 +27,9 @@ unbounded. tests/unit/test_deadlines.py checks that for a whole release on fake 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,6 +218,7 @@ class LineReader:
 
 
 DEFAULT_SSH_CONFIGS = (Path("~/.ssh/config"), Path("/etc/ssh/ssh_config"))
+FD_LIMIT_UNBOUNDED = 1 << 16  # the soft limit kdist asks for when the hard one is unlimited
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,20 @@ class SshOptions:
     compress: bool = False  # rsync compresses on the wire (slow links; costs CPU on fast ones)
     ssh_config: tuple[Path, ...] = ()  # the ssh_config files hosts were resolved with
     on_new_key: Callable[[str], None] | None = None  # told about every key accept-new records
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft limit on open files to the hard one; return the limit now in force.
+
+    A connected host holds a descriptor for the whole run (and a running transfer two more),
+    so a common soft limit of 1024 would cap a farm near a thousand hosts for no reason.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, FD_LIMIT_UNBOUNDED)
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # a sandbox may refuse; keep the soft one
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def ssh_config_files(path: Path | None) -> tuple[Path, ...]:

@@ -128,3 +128,19 @@ def test_compress_is_a_run_option_that_reaches_the_ssh_transports() -> None:
     assert not parse(["build"]).command.run.farm.compress  # type: ignore[union-attr]
     transport = farm_transports(got.run.farm)(Host("h1", "10.0.0.1"))
     assert isinstance(transport, SshTransport) and transport.options.compress
+
+
+def test_real_transports_lift_the_open_files_limit() -> None:
+    """Making the real transports raises the soft open-files limit to the hard one."""
+    import resource
+
+    from kdist.cli.commands import farm_transports
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        farm_transports(options.Farm())
+        now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert now == hard if hard != resource.RLIM_INFINITY else now >= 1 << 16
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
