@@ -449,9 +449,13 @@ class SshTransport:
         if remote_path in self._forwards:
             return self._forwards[remote_path]
         local = str(Path(self._private_dir()) / f"fwd{len(self._forwards)}")
+        limit = self._timeout(self.host.endpoint)  # a channel open the sshd never answers
         try:
-            _, probe = await conn.open_unix_connection(remote_path)
+            _, probe = await asyncio.wait_for(conn.open_unix_connection(remote_path), limit)
             probe.close()
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            msg = f"{self.label}: no answer to opening {remote_path} over SSH within {limit:g}s"
+            raise ConnectError(msg) from exc
         except asyncssh.ChannelOpenError as exc:
             msg = (
                 f"{self.label}: cannot reach {remote_path} over SSH ({inert(exc.reason)}): nothing "
