@@ -45,9 +45,13 @@ class Estimates:
     speed: Mapping[str, float] = field(default_factory=dict)  # host -> factor (2.0: half as fast)
     default: float = DEFAULT_SECONDS  # base of a platform never built
     margin: float = Limits.hedge_margin  # seconds past the estimate before it is a straggler
+    typical: Mapping[Key, float] = field(default_factory=dict)  # the medians of `direct`, made once
 
     def seconds(self, platform: str, host: str) -> float:
         """The expected build time of `platform` on `host`."""
+        typical = self.typical.get((platform, host))
+        if typical is not None:
+            return typical
         seen = self.direct.get((platform, host))
         if seen:
             return statistics.median(seen)
@@ -81,7 +85,8 @@ def learn(history: History) -> Estimates:
     base = _fit(((p, v / speed[h]) for (p, h), v in medians.items()))
     default = statistics.median(base.values())
     direct = {k: v for k, v in history.samples.items() if v}
-    return Estimates(direct=direct, base=base, speed=speed, default=default)
+    typical = {k: statistics.median(v) for k, v in direct.items()}
+    return Estimates(direct=direct, base=base, speed=speed, default=default, typical=typical)
 
 
 def _fit(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -89,25 +89,33 @@ def choose(
     avoid = avoid or {}
     capacity = {h.name: h.capacity for h in rules.hosts}
     index = {h.name: i for i, h in enumerate(rules.hosts)}
+    # Only idle hosts are looked at per slice: a farm of hundreds is mostly busy or mostly
+    # idle, and either way this stays small where it matters.
+    idle_all = [h.name for h in rules.hosts if h.name in alive and slots.free.get(h.name, 0) > 0]
     started = []
     for platform in waiting:
-        names = rules.eligible(platform, alive, avoid)
-        idle = [n for n in names if slots.free.get(n, 0) > 0]
+        if not idle_all:
+            break
+        shunned = avoid.get(platform, ())
+        native_idle = [n for n in idle_all if n not in shunned and rules.native(platform, n)]
+        idle = native_idle or ([n for n in idle_all if n not in shunned] if rules.cross else [])
         if not idle:
             continue
-        natives = [n for n in names if rules.native(platform, n)]
 
         def rank(n: str, p: Platform = platform) -> tuple[float, float, int]:
             busy = 1 - slots.free[n] / max(capacity.get(n, 1), 1)
             return (now + rules.seconds(p, n), busy, index[n])
 
-        native_idle = [n for n in idle if n in natives]
-        host = min(native_idle or idle, key=rank)
-        if not native_idle and natives:
-            wait_native = min(slots.available(n, now) + rules.seconds(platform, n) for n in natives)
-            if rank(host)[0] >= wait_native:
+        host = min(idle, key=rank)
+        if not native_idle:
+            eligible = rules.eligible(platform, alive, avoid)
+            natives = [n for n in eligible if rules.native(platform, n)]
+            waits = [slots.available(n, now) + rules.seconds(platform, n) for n in natives]
+            if waits and rank(host)[0] >= min(waits):
                 continue  # a native host frees soon enough: crossing would not shorten anything
         slots.free[host] -= 1
+        if slots.free[host] == 0:
+            idle_all.remove(host)
         slots.ends.setdefault(host, []).append(now + rules.seconds(platform, host))
         started.append((platform, host))
     return started

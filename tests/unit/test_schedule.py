@@ -316,3 +316,14 @@ def test_the_first_host_ready_takes_the_longest_slice(tmp_path: Path, source: Pa
     assert result.plan.expected["linux-arm64"] == (0.0, 3.0)
     arm64 = next(r for r in result.results if str(r.slice.platform) == "linux/arm64")
     assert arm64.slice.host == "h2" and farm["h2"].runs(["make"])[0].argv[2] == "arm64"
+
+
+def test_a_farm_of_200_hosts_starts_every_slice_at_once() -> None:
+    """28 slices on 200 single-slot hosts: each on a host of its own, all at t=0."""
+    hosts = tuple(host(f"h{i}", "linux/amd64") for i in range(200))
+    wanted = [Platform(o, a) for o in ("linux", "windows", "freebsd", "darwin")
+              for a in ("amd64", "arm64", "386", "arm", "s390x", "ppc64le", "riscv64")]  # fmt: skip
+    natives = {h.name: h.platforms or () for h in hosts}
+    timed = placement.simulate(placement.Rules(hosts, natives, Estimates()), wanted)
+    assert len(timed) == 28 and {t.start for t in timed} == {0.0}
+    assert len({t.host for t in timed}) == 28
