@@ -60,6 +60,7 @@ async def race(
     )
     twin: Slice | None = None
     failed: SliceResult | None = None
+    caught: list[SliceResult] = []  # integrity violations: never lost to the other one's result
     try:
         while running:
             waits: set[asyncio.Future[object]] = set(running)  # type: ignore[arg-type]
@@ -74,10 +75,18 @@ async def race(
                 here = running.pop(task)
                 result = task.result()
                 if result.ok:
-                    return await _settle(result, slc, twin, running, sched, reporter, learner)
+                    won = await _settle(result, slc, twin, running, sched, reporter, learner)
+                    return _with_violations(won, caught)
                 if failed is None or here is slc:
                     failed = result  # the straggler's own failure says more than its twin's
-                if result.status is Status.INFRA and here is not slc:
+                if result.status is Status.INTEGRITY:
+                    caught.append(result)
+                # A host that sent something failing verification is left out even when its
+                # twin wins; a straggler's own host failure is for the caller to judge.
+                leave = result.status is Status.INTEGRITY or (
+                    result.status is Status.INFRA and here is not slc
+                )
+                if leave:
                     sched.exclude(here.host, result.error.splitlines()[0] if result.error else "")
     finally:
         left = [*running, *([waiter] if waiter is not None else [])]
@@ -85,7 +94,13 @@ async def race(
             pending.cancel()
         await asyncio.gather(*left, return_exceptions=True)
     assert failed is not None
-    return failed
+    return _with_violations(failed, caught)
+
+
+def _with_violations(result: SliceResult, caught: list[SliceResult]) -> SliceResult:
+    """`result` carrying the integrity violations of the other attempts of the race."""
+    lines = [line for r in caught if r is not result for line in r.error.splitlines()]
+    return dataclasses.replace(result, violations=(*result.violations, *lines)) if lines else result
 
 
 def _start_twin(slc: Slice, host: str, sched: Scheduler, reporter: Reporter) -> Slice:

@@ -390,6 +390,7 @@ async def _attempts(ctx: RunContext, slc: Slice) -> tuple[SliceResult, int]:
             )
         if result.status is Status.INTEGRITY:  # the host is left out like a broken one
             violations += result.error.splitlines()  # one line per refused file
+        violations += result.violations  # a twin's, caught during a race
         if result.ok or result.status not in _MOVES or attempt >= job.limits.attempts:
             break
         why = result.error.splitlines()[0] if result.error else result.status.value

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kdist.cli.documents import exit_status
 from kdist.cli.options import ReleaseOptions, RunOptions, parse
 from kdist.engine import pipeline, placement
 from kdist.engine.estimate import DEFAULT_SECONDS, Estimates, History, learn
@@ -14,7 +15,8 @@ from kdist.engine.job import Job, RunResult
 from kdist.engine.journal import load_history, save_history
 from kdist.engine.plan import make_plan
 from kdist.engine.queue import SliceQueue
-from kdist.events import Estimate, Hedged
+from kdist.errors import ExitStatus
+from kdist.events import Estimate, Hedged, Note
 from kdist.model import Host, Limits, Platform, Status
 from kdist.testing.builders import FakeFarm, host, job
 from kdist.testing.fake import Reply, binary
@@ -220,6 +222,23 @@ def test_when_the_straggler_finishes_first_the_twin_is_stopped(
     assert built.hedge is not None and built.hedge.stopped == "h2"
     assert len(farm["h2"].killed) == 1 and farm["h1"].killed == []
     assert (source / "_output/bin/linux/amd64/tool").read_bytes().endswith(b"h1")
+
+
+def test_a_straggler_caught_sending_a_wrong_binary_is_not_forgotten_when_its_twin_wins(
+    tmp_path: Path, source: Path
+) -> None:
+    """h1 is late, then sends an arm64 binary; h2's twin wins: h1 left out, the run exits 4."""
+    farm = two_amd64(tmp_path, source)
+    wrong = Reply(delay=0.6, files={"bin/linux/amd64/tool": binary(Platform("linux", "arm64"))})
+    farm["h1"].on(["make"], wrong)
+    farm["h2"].on(["make"], Reply(delay=1.2, files={"bin/linux/amd64/tool": binary(AMD64, b"h2")}))
+    reporter = RecordingReporter()
+    result = run(quick_hedge(source), farm, reporter)
+    [built] = result.results
+    assert built.ok and built.slice.host == "h2"
+    assert any("h1: linux/amd64: tool is a linux/arm64 binary" in v for v in built.violations)
+    assert exit_status(result) is ExitStatus.INTEGRITY_ERROR and not result.ok
+    assert any("h1 left out" in e.text for e in reporter.events if isinstance(e, Note))
 
 
 def test_no_hedge_never_starts_a_twin(tmp_path: Path, source: Path) -> None:
