@@ -264,7 +264,10 @@ async def _agree_toolchains(
         env = toolchain.probe_env(sched.the_plan.env.get(name) or {})
         transport = await sched.opener(next(h for h in sched.hosts if h.name == name))
         found = await transport.run(
-            toolchain.GO_VERSION_ARGV, env=env, timeout=limits.command_timeout
+            toolchain.GO_VERSION_ARGV,
+            env=env,
+            timeout=limits.command_timeout,
+            max_output=limits.helper_output,
         )
         # The host's setup would ask again just before its first build; it takes this answer.
         sched.go_versions[name] = found.stdout.strip() if found.ok else GO_MISSING
@@ -339,6 +342,7 @@ async def _setup_host(
             toolchain.GO_VERSION_ARGV,
             env=toolchain.probe_env(session.env),
             timeout=job.limits.command_timeout,
+            max_output=job.limits.helper_output,
         )
         session.toolchain = version.stdout.strip() if version.ok else GO_MISSING
     gate.admit(session.host.name, _session_toolchain(session))

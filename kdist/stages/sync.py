@@ -7,13 +7,13 @@ import posixpath
 import time
 from pathlib import Path
 
-from kdist.errors import InfraError, TransferError
+from kdist.errors import InfraError, OutputTooLarge, TransferError
 from kdist.model import Limits
 from kdist.remote import hostside
 from kdist.remote.argv import write_file
 from kdist.remote.trees import git_answers, slot_tree
 from kdist.stages.gitrepo import MIRROR, Shipped
-from kdist.transport import Progress, Spawned, Transport
+from kdist.transport import LINE_LIMIT, Progress, Spawned, Transport
 
 LIMITS = Limits()  # the defaults, for callers without a job's own
 LOCK_SLACK = 30.0  # seconds on top of --lock-wait for the lock holder to start and say so
@@ -92,6 +92,13 @@ async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float
         line = await asyncio.wait_for(holder.readline(), max(deadline - time.monotonic(), 0.0))
     except asyncio.TimeoutError:
         line = ""
+    if len(line.rstrip("\n")) > LINE_LIMIT:  # cut by the transport: no honest answer is that long
+        await holder.close()
+        msg = (
+            f"{transport.host.name}: the lock holder's answer is over the line_limit "
+            f"({LINE_LIMIT} characters); refused"
+        )
+        raise OutputTooLarge(LINE_LIMIT, msg)
     if line.startswith("locked "):
         return holder
     await holder.close()

@@ -6,14 +6,15 @@ import secrets
 
 from kdist.engine import plan
 from kdist.engine.job import Job, RunResult
-from kdist.engine.logtail import stamp
+from kdist.engine.logtail import SliceLog
 from kdist.engine.scheduler import Scheduler
 from kdist.engine.timeline import span
 from kdist.errors import KdistError
 from kdist.events import Note, Reporter
+from kdist.model import format_size
 from kdist.remote.argv import to_shell
 from kdist.stages.build import NativeRunner, run_watched
-from kdist.text import LOG_ERRORS, inert
+from kdist.text import inert
 
 
 async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Reporter) -> None:
@@ -24,16 +25,20 @@ async def run_tests(job: Job, sched: Scheduler, outcome: RunResult, reporter: Re
     command = to_shell(job.profile.test)
     reporter.emit(Note(f"unit tests on {name}: {command}"))
     log_path = job.output / "logs" / "test.log"
-    with log_path.open("w", encoding="utf-8", errors=LOG_ERRORS) as log:  # the host's bytes
-        log.write(stamp(f"$ {command}") + "\n")
+    log_path.write_bytes(b"")
+
+    def truncated() -> None:
+        size = format_size(job.limits.log_limit)
+        text = f"unit tests: their log keeps the first part and the last lines, at most {size}"
+        reporter.emit(Note(text, "warning"))
+
+    with SliceLog(log_path, job.limits.log_limit, truncated) as log:  # the host's bytes, bounded
+        log.write(f"$ {command}")
         try:
             with span(reporter, "tests", name):
                 session = await sched.session(name)
                 workdir = plan.tree_workdir(session.host, job.request())
-
-                def sink(line: str) -> None:
-                    print(stamp(line), file=log)
-
+                sink = log.write
                 # Like a build: in the build container or under the host-side guard, with the
                 # idle and total deadlines, stopped on its host by a deadline or Ctrl-C.
                 runner = session.runner or NativeRunner(session.transport)

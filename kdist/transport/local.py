@@ -26,6 +26,8 @@ from kdist.transport import (
     Spawned,
 )
 
+DRAIN_TIMEOUT = 10.0  # seconds to read a killed command's last output (what its group left)
+
 
 class LocalTransport:
     """Runs builds on the head node itself, in place; no SSH involved."""
@@ -120,8 +122,7 @@ class _LocalSpawned:
         try:
             await asyncio.wait_for(self._proc.wait(), 5)
         except asyncio.TimeoutError:
-            _kill_group(self._proc)
-            await self._proc.wait()
+            await _stop(self._proc)
 
 
 async def run_rsync(
@@ -196,18 +197,15 @@ async def _finish(
             _communicate(proc, stdin, collector, hold_stdin), timeout
         )
     except asyncio.TimeoutError as exc:
-        _kill_group(proc)
-        await proc.wait()
+        await _stop(proc)
         msg = f"{label}: {argv[0]} did not finish within {timeout:g}s; stopped"
         raise CommandTimeout(msg) from exc
     except OutputTooLarge as exc:
-        _kill_group(proc)
-        await proc.wait()
+        await _stop(proc)
         msg = f"{label}: {argv[0]} printed more than {exc.limit} characters; stopped"
         raise OutputTooLarge(exc.limit, msg) from exc
     except asyncio.CancelledError:
-        _kill_group(proc)
-        await proc.wait()
+        await _stop(proc)
         raise
     return CommandResult(tuple(argv), returncode, collector.text(), "", time.monotonic() - start)
 
@@ -246,6 +244,25 @@ def _decoded(stream: asyncio.StreamReader) -> Callable[[int], Awaitable[str]]:
                 return text
 
     return read
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """Kill the process group and wait for it, reading its output to the end first.
+
+    asyncio's wait() returns only once the output pipe is closed too, and a pipe whose reader
+    stopped with a full buffer is never read to its end: a command that flooded its output
+    would be waited for forever.
+    """
+    _kill_group(proc)
+    if proc.stdout is not None:
+        with contextlib.suppress(asyncio.TimeoutError, OSError):
+            await asyncio.wait_for(_drain(proc.stdout), DRAIN_TIMEOUT)
+    await proc.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(READ_CHUNK):
+        pass
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
