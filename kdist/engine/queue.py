@@ -184,6 +184,8 @@ class SliceQueue:
             due = self.rules.estimates.straggling_after(str(platform), run.host)
             if lag.future.done() or run not in self._running or now - run.since < due:
                 continue
+            if not self.rules.estimates.known(str(platform)):
+                continue  # never built before: its estimate is the default, a guess
             busy = {r.host for r in self._running if r.platform == platform}
             names = self.rules.eligible(platform, alive, {platform: busy})
             idle = [n for n in names if slots.free.get(n, 0) > 0]

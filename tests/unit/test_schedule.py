@@ -346,3 +346,13 @@ def test_a_farm_of_200_hosts_starts_every_slice_at_once() -> None:
     timed = placement.simulate(placement.Rules(hosts, natives, Estimates()), wanted)
     assert len(timed) == 28 and {t.start for t in timed} == {0.0}
     assert len({t.host for t in timed}) == 28
+
+
+def test_a_platform_without_history_is_never_hedged(tmp_path: Path, source: Path) -> None:
+    """linux/amd64 never built: its estimate is a guess (the median platform), so no twin."""
+    save_history(source / "_output", history({("linux/arm64", "h1"): 0.1}))
+    farm = FakeFarm(tmp_path / "farm", [host("h1", "linux/amd64"), host("h2", "linux/amd64")])
+    farm["h1"].on(["make"], Reply(delay=0.6, files={"bin/linux/amd64/tool": binary(AMD64)}))
+    result = run(quick_hedge(source), farm, RecordingReporter())  # 0.15 s, were it known
+    assert result.ok and result.results[0].hedge is None
+    assert farm["h2"].runs(["make"]) == []
