@@ -18,6 +18,7 @@ import socket
 import sys
 
 TRANSFER_ENV = "KDIST_TRANSFER"
+HANDOFF_TIMEOUT = 60.0
 HANDED = (0, 1)  # stdin (what rsync sends) and stdout (what it reads); stderr stays rsync's
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
     header = {"command": " ".join(argv[2:]), "transfer": os.environ.get(TRANSFER_ENV, "")}
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(HANDOFF_TIMEOUT)  # a kdist that stops answering fails the transfer
             sock.connect(argv[0])
             socket.send_fds(sock, [json.dumps(header).encode() + b"\n"], list(HANDED))
             # kdist answers once it holds the pipes; only then may rsync see this process end.
