@@ -114,8 +114,12 @@ def rsync_pull(
     *,
     compress: bool = False,
     deadline: TransferDeadline | None = None,
+    files_from: Path | None = None,
 ) -> list[str]:
-    """Rsync the directory `src` into the fresh local folder `dest`: regular files only."""
+    """Rsync the directory `src` into the fresh local folder `dest`: regular files only.
+
+    `files_from` names a local file of NUL-separated names: only those are pulled.
+    """
     # No --links and no --devices/--specials: symlinks, devices and FIFOs are skipped by rsync,
     # so a hostile host cannot plant them; the collector re-checks everything anyway.
     # --dirs, not --recursive: only what the host listed (the folder's own entries) can come,
@@ -123,6 +127,8 @@ def rsync_pull(
     # --exclude=*/: not even an empty folder is made for one (the listing refuses them too).
     argv = ["rsync", "--dirs", "--times", "--perms", "--protect-args", "--exclude=*/"]
     argv += [f"--max-size={max_size}", "--chmod=go-w"]
+    if files_from is not None:
+        argv += [f"--files-from={files_from}", "--from0"]
     return argv + _rsh(rsh, compress, deadline) + ["--", _remote(rsh, src) + "/", f"{dest}/"]
 
 

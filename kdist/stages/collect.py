@@ -67,8 +67,10 @@ async def collect_slice(
         check_room(dest.parent, listed, limits.packaging_room)
     staging = Path(tempfile.mkdtemp(prefix=f".kdist-{slc.key}-", dir=dest.parent))
     try:
+        # Only what the host listed (and was checked against the limits) is asked for.
+        only = None if listed is None else sorted(n for n, e in listed.items() if e.kind == "f")
         result = await transport.pull(
-            slc.artifacts, staging, progress=progress, deadline=limits.transfer
+            slc.artifacts, staging, progress=progress, deadline=limits.transfer, only=only
         )
         if not result.ok:
             msg = f"{slc.host}: pull of {slc.artifacts} failed (rsync exit {result.returncode})"

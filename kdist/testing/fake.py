@@ -212,8 +212,9 @@ class FakeTransport:
         *,
         progress: Progress | None = None,
         deadline: TransferDeadline | None = None,
+        only: Sequence[str] | None = None,
     ) -> CommandResult:
-        """Copy the regular files under `src` on the fake host into `dest`, as rsync would."""
+        """Copy the regular files under `src` (or just `only`) into `dest`, as rsync would."""
         self._check_link(("rsync",))
         total = deadline.total if deadline else None
         self.calls.append(Call("pull", path=src, timeout=total))
@@ -225,6 +226,8 @@ class FakeTransport:
             return CommandResult(("rsync",), 23, text)
         moved = 0
         for entry in sorted(folder.iterdir()):
+            if only is not None and entry.name not in only:
+                continue  # --files-from: what was not asked for never comes
             if entry.is_file() and not entry.is_symlink():  # no --links, no specials
                 shutil.copy2(entry, dest / entry.name)
                 moved += entry.stat().st_size

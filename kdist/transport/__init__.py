@@ -30,14 +30,16 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from kdist.errors import ConfigError, OutputTooLarge
 from kdist.model import CommandResult, Host, Limits, TransferDeadline
+from kdist.text import HOST_ERRORS
 
 LineSink = Callable[[str], None]
 Progress = Callable[[int], None]  # bytes a transfer has moved so far, on the wire
@@ -112,8 +114,12 @@ class Transport(Protocol):
         *,
         progress: Progress | None = None,
         deadline: TransferDeadline | None = None,
+        only: Sequence[str] | None = None,
     ) -> CommandResult:
         """Copy the regular files under `src` on the host into the local folder `dest`.
+
+        With `only`, just those names are asked for (what the host listed before): a file the
+        host adds to the folder after its listing never comes.
 
         rsync's exit code is data, unless rsync says this machine could not write `dest`
         (disk full, read-only, ...): then HeadNodeError, naming the path. `progress` and
@@ -125,6 +131,18 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Release the connection; safe to call twice."""
+
+
+@contextlib.contextmanager
+def names_file(names: Sequence[str]) -> Iterator[Path]:
+    """A temporary file of `names`, NUL-separated, for rsync's --files-from --from0."""
+    handle, path = tempfile.mkstemp(prefix="kdist-pull-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(b"".join(n.encode("utf-8", HOST_ERRORS) + b"\0" for n in names))
+        yield Path(path)
+    finally:
+        Path(path).unlink(missing_ok=True)
 
 
 class OutputCollector:

@@ -24,6 +24,7 @@ from kdist.transport import (
     OutputCollector,
     Progress,
     Spawned,
+    names_file,
 )
 
 DRAIN_TIMEOUT = 10.0  # seconds to read a killed command's last output (what its group left)
@@ -90,10 +91,14 @@ class LocalTransport:
         *,
         progress: Progress | None = None,
         deadline: TransferDeadline | None = None,
+        only: Sequence[str] | None = None,
     ) -> CommandResult:
-        """Copy the regular files under `src` into `dest` with rsync."""
-        argv = rsync_pull(None, src, dest, deadline=deadline)
-        return await run_rsync(argv, receiving=dest, timeout=deadline.total if deadline else None)
+        """Copy the regular files under `src` (or just `only` of them) into `dest` with rsync."""
+        with contextlib.ExitStack() as stack:
+            listed = None if only is None else stack.enter_context(names_file(only))
+            argv = rsync_pull(None, src, dest, deadline=deadline, files_from=listed)
+            timeout = deadline.total if deadline else None
+            return await run_rsync(argv, receiving=dest, timeout=timeout)
 
     async def forward_socket(self, remote_path: str) -> str:
         """The head node's own socket: nothing to forward."""

@@ -49,6 +49,7 @@ from kdist.transport import (
     Progress,
     Spawned,
     SshOptions,
+    names_file,
     rsh,
 )
 from kdist.transport.carrier import Handoff, Listener, Pipes
@@ -407,12 +408,16 @@ class SshTransport:
         *,
         progress: Progress | None = None,
         deadline: TransferDeadline | None = None,
+        only: Sequence[str] | None = None,
     ) -> CommandResult:
-        """Rsync the regular files under `src` on the host into `dest`."""
-        argv = rsync_pull(
-            self._rsh_command(), src, dest, compress=self.options.compress, deadline=deadline
-        )
-        return await self._rsync(argv, progress, dest, deadline)
+        """Rsync the regular files under `src` (or just `only` of them) on the host into `dest`."""
+        with contextlib.ExitStack() as stack:
+            listed = None if only is None else stack.enter_context(names_file(only))
+            argv = rsync_pull(
+                self._rsh_command(), src, dest, compress=self.options.compress,
+                deadline=deadline, files_from=listed,
+            )  # fmt: skip
+            return await self._rsync(argv, progress, dest, deadline)
 
     async def _rsync(
         self,

@@ -166,6 +166,32 @@ def test_pull_skips_symlinks_and_fifos(transport: Transport, tmp_path: Path) -> 
     assert sorted(p.name for p in back.iterdir()) == ["ok"]
 
 
+def test_pull_only_brings_the_names_asked_for(transport: Transport, tmp_path: Path) -> None:
+    """pull(only=...) asks for those names alone: a file added after the listing never comes."""
+    remote = tmp_path / "artifacts"
+    remote.mkdir()
+    odd = "two words\nand a newline"
+    for name in ("listed", odd, "added-later", "-looks-like-an-option"):
+        (remote / name).write_bytes(name.encode())
+    back = tmp_path / "back"
+    back.mkdir()
+
+    async def go() -> None:
+        await transport.connect()
+        try:
+            done = await transport.pull(
+                str(remote), back, only=["listed", odd, "-looks-like-an-option"]
+            )
+            assert done.ok, done.stdout
+        finally:
+            await transport.close()
+
+    _run(go)
+    assert sorted(p.name for p in back.iterdir()) == sorted(
+        ["listed", odd, "-looks-like-an-option"]
+    )
+
+
 def test_one_connection_carries_commands_and_rsync(farm: Farm, tmp_path: Path) -> None:
     """Many commands plus push and pull over SshTransport cost exactly one sshd login."""
     host = _farm_host(farm, "h2")

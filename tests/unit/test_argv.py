@@ -204,6 +204,13 @@ def test_rsync_pull_shape_refuses_links_devices_and_archive() -> None:
     assert argv[-3:] == ["--", "kdist:/w/t/_output/local/bin/linux/arm64/", "/out/tmp/"]
 
 
+def test_rsync_pull_of_listed_names_reads_them_from_a_file() -> None:
+    """files_from: rsync is told to take NUL-separated names from that local file."""
+    argv = rsync_pull("relay", "/w/out", Path("/out/tmp"), files_from=Path("/tmp/names"))
+    assert "--files-from=/tmp/names" in argv and "--from0" in argv
+    assert argv.index("--from0") < argv.index("--")
+
+
 def test_small_argv_builders() -> None:
     """The mkdir and remove argv end options with `--` so a path is never an option."""
     assert mkdir("-x") == ["mkdir", "-p", "--", "-x"]

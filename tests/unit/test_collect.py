@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -225,3 +226,20 @@ def test_a_pull_that_would_not_fit_is_a_head_node_error(
         _collect(fake, tmp_path / "out", limits)
     assert [c.op for c in fake.calls].count("pull") == 0
     assert [p.name for p in (tmp_path / "out/bin/linux").iterdir()] == []
+
+
+def test_a_file_added_after_the_listing_is_never_pulled(
+    fake: FakeTransport, tmp_path: Path
+) -> None:
+    """Only the names the host listed (and the limits counted) are asked for in the pull."""
+    build(fake, {"tool": binary(AMD64), "late": b"x" * 1000})
+    listing = "\t".join(["f", str(len(binary(AMD64))), _sha(binary(AMD64)), "1", b"tool".hex()])
+    fake.on(is_manifest, Reply(output=listing))
+    got = collect(fake, tmp_path / "out")
+    assert [a.path.rsplit("/", 1)[-1] for a in got] == ["tool"]
+    assert sorted(p.name for p in (tmp_path / "out/bin/linux/amd64").iterdir()) == ["tool"]
+
+
+def _sha(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
