@@ -1,7 +1,5 @@
 """`python -m kdist`: the same as the `kdist` console script."""
 
-import sys
+from kdist.cli.main import entry
 
-from kdist.cli.main import main
-
-sys.exit(main())
+entry()

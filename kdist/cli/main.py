@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kdist.cli import options
 from kdist.errors import ExitStatus, Interrupted, KdistError, PreflightError
@@ -20,13 +20,31 @@ if TYPE_CHECKING:
     from kdist.engine.prepare import TransportFactory
 
 Transports = Callable[[options.Farm], "TransportFactory"]  # the farm's options -> its transports
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def entry() -> NoReturn:
+    """The `kdist` program: main(), then exit, and a Ctrl-C once main is done changes nothing."""
+    status = main()
+    for signum in STOP_SIGNALS:  # the run is over; a late Ctrl-C must not end it with a trace
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def main(argv: Sequence[str] | None = None, *, transports: Transports | None = None) -> int:
-    """Entry point: run a command and return its exit status.
+    """Run a command and return its exit status (the caller's signal handlers are kept).
 
     `transports` replaces the real SSH and local transports (tests pass fakes).
     """
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        return _main(argv, transports)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None, transports: Transports | None) -> int:
     started = time.time()
     try:
         invocation = options.parse(argv)
@@ -106,7 +124,7 @@ async def _interruptible(
         else:
             os._exit(int(ExitStatus.INTERRUPTED))
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, interrupted)
     try:
         return await program(invocation, transports)
@@ -115,8 +133,10 @@ async def _interruptible(
             raise KeyboardInterrupt from None
         raise
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+            if count:  # stopping already: a late Ctrl-C must not cut the exit short with a trace
+                signal.signal(signum, signal.SIG_IGN)
 
 
 async def program(

@@ -217,6 +217,24 @@ def test_an_interrupt_exits_130_and_stops_the_builds(
     assert "Traceback" not in err
     assert len(farm["h1"].killed) == 1
     assert not (source / "_output/release-tars").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's, kept
+
+
+def test_the_program_ignores_a_ctrl_c_that_comes_after_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kdist` exits with main's status; a late second Ctrl-C cannot turn 130 into a SIGINT death."""
+    import kdist.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "main", lambda: int(ExitStatus.INTERRUPTED))
+    saved = {s: signal.getsignal(s) for s in cli_main.STOP_SIGNALS}
+    try:
+        with pytest.raises(SystemExit) as done:
+            cli_main.entry()
+        assert done.value.code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # the late Ctrl-C: nothing happens
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def test_hosts_check_exits_3_when_a_host_is_down(
