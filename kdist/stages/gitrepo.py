@@ -277,9 +277,36 @@ def _add_objects(head: _Head, mirror: Path, wanted: Iterable[str]) -> int:
     have = _present(mirror, names, "--git-dir=.")
     missing = [name for name in names if name not in have]
     if missing:
-        base = str(mirror.resolve() / "objects" / "pack" / "pack")
-        _git(head.source, "pack-objects", "-q", base, stdin=("\n".join(missing) + "\n").encode())
+        _write_pack(head.source, mirror.resolve() / "objects" / "pack", missing)
     return len(missing)
+
+
+def _write_pack(source: Path, folder: Path, names: Sequence[str]) -> None:
+    """One pack of `names` from `source`, written straight into `folder` (another disk is fine).
+
+    `git pack-objects BASE` would make its temporary file in the source repository and rename
+    it into the mirror, which fails across file systems (an --output on another disk); so the
+    pack streams into a file in the mirror and `git index-pack` indexes it there.
+    """
+    tmp = folder / f"tmp-{os.getpid()}.pack"
+    try:
+        with tmp.open("wb") as out:
+            done = subprocess.run(
+                ["git", "pack-objects", "-q", "--stdout"], cwd=source, stdout=out,
+                stderr=subprocess.PIPE, input="".join(f"{n}\n" for n in names).encode(),
+                check=False,
+            )  # fmt: skip
+        if done.returncode != 0:
+            why = done.stderr.decode(errors="replace").strip()[-400:]
+            raise GitError(f"git pack-objects in {source} failed: {why}")
+        digest = _text(folder, "index-pack", tmp.name).split()[-1]
+        tmp.rename(folder / f"pack-{digest}.pack")  # the pack first: readers look for the .idx
+        tmp.with_suffix(".idx").rename(folder / f"pack-{digest}.idx")
+    except OSError as exc:
+        raise HeadNodeError(f"{folder}: cannot write the git answers' pack: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".idx").unlink(missing_ok=True)
 
 
 def _refs(head: _Head, mirror: Path, tags: Sequence[_Tag], roots: Mapping[str, str]) -> str:

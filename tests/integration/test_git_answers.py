@@ -256,3 +256,24 @@ def test_not_in_git_and_remove(tmp_path: Path) -> None:
     assert not (tree / ".git").exists()
     assert not (tree / ".kdist" / "git").exists()
     shutil.rmtree(tree)
+
+
+def test_an_output_on_another_file_system(repo: Repo, tmp_path: Path, home: Path) -> None:
+    """--output on another disk (a tmpfs here): the pack is written there, no cross-device rename."""
+    other = tmp_path / "other-disk"
+    other.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(other)],
+                             capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (the tests run as root): {mounted.stderr!r}")
+    try:
+        assert os.stat(other).st_dev != os.stat(repo.path).st_dev
+        on_host(repo.path, other / "out", tmp_path / "host")
+        assert_same(repo.path, tmp_path / "host", home)
+        repo.git("tag", "v3.0.0")  # a second run adds a pack beside the first
+        on_host(repo.path, other / "out", tmp_path / "host2")
+        assert_same(repo.path, tmp_path / "host2", home)
+        packs = sorted((other / "out/.kdist/git/objects/pack").iterdir())
+        assert not [p for p in packs if p.name.startswith("tmp-")]
+    finally:
+        subprocess.run(["umount", str(other)], check=False)
