@@ -168,8 +168,11 @@ def cross_box(dockerd: Dockerd, gocache: Path,
 def test_cgo_binary_cross_compiled_for_arm64_in_a_container(
     cross_box: Farm, dockerd: Dockerd, edge: Path, tmp_path: Path
 ) -> None:
-    """platform_env's CC for cross linux/arm64, in an image with Debian's cross gcc: C linked in."""
-    tag, _ = ensure_image(dockerd.url, extra=CROSS_ARM64)
+    """platform_env's CC for cross linux/arm64, in an image with Debian's cross gcc: C linked in.
+
+    The image has git too: the version script asks it in the container, through the tree's .git.
+    """
+    tag, _ = ensure_image(dockerd.url, extra=(*CROSS_ARM64, "git"))
     profile = tmp_path / "kdist.yaml"
     profile.write_text((edge / "kdist.yaml").read_text() + f"container: {{image: {tag}}}\n")
     ran = release(edge, "--profile", profile, hosts=cross_box.inventory_path,
@@ -192,3 +195,7 @@ def test_cgo_binary_cross_compiled_for_arm64_in_a_container(
     assert b"edgecore-c-part: linked" in binary.read_bytes()  # the C part's own string
     keadm = tmp_path / "out/bin/linux/arm64/keadm"
     assert elf_machine(keadm) == "EM_AARCH64"
+    version, commit, state = head_answers(edge)
+    assert (version, state) == (TAG, "clean")
+    for built in (binary, keadm):
+        assert version.encode() in built.read_bytes() and commit.encode() in built.read_bytes()
