@@ -208,6 +208,7 @@ def test_an_interrupt_exits_130_and_stops_the_builds(
     """Ctrl-C during a build: exit 130, kill sent to the running attempt, nothing published."""
     farm["h1"].on(["make"], _interrupt)
     argv: list[str | Path] = ["release", "--source", source, "--hosts", inventory, "--platforms", "linux/amd64"]
+    caller = signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive shell starts us
     assert kdist(farm, *argv) == ExitStatus.INTERRUPTED
     err = capsys.readouterr().err
     assert err.splitlines()[-2:] == [
@@ -218,6 +219,7 @@ def test_an_interrupt_exits_130_and_stops_the_builds(
     assert len(farm["h1"].killed) == 1
     assert not (source / "_output/release-tars").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's, kept
+    signal.signal(signal.SIGINT, caller)
 
 
 def test_the_program_ignores_a_ctrl_c_that_comes_after_main(monkeypatch: pytest.MonkeyPatch) -> None:

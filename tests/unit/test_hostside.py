@@ -95,6 +95,16 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
 
 
+
+def _as_sshd_starts_it() -> None:
+    """In the child: every stop signal at its default, as sshd starts a session's command.
+
+    A test run started in the background inherits SIGINT ignored, and a shell can never undo
+    an ignore it was started with; the scripts must be tested as a host runs them.
+    """
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
 class Procs:
     """Started helpers and build markers; whatever is left is killed at teardown."""
 
@@ -118,6 +128,7 @@ class Procs:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
+            preexec_fn=_as_sshd_starts_it,
         )
         self.popens.append(proc)
         return proc
@@ -134,6 +145,7 @@ class Procs:
                 capture_output=True,
                 text=True,
                 env=self.env,
+                preexec_fn=_as_sshd_starts_it,
                 timeout=timeout,
                 check=False,
             )
