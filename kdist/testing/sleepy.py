@@ -69,6 +69,7 @@ def make_sleepy_project(
         f"platforms: [{', '.join(seconds)}]\n"
         "build: sh build.sh {os} {arch}\n"
         "artifacts: out/{os}/{arch}\n"
+        "artifact_data: [tool]\n"  # a text file, not a binary: shipped as data
     )
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "sleepy"],
                  ["tag", "v1.0.0"]):  # fmt: skip
