@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdist.aio import wait_for
 from kdist.errors import ConfigError, InfraError, KdistError
 
 PIN_FILE = ".go-version"
@@ -164,7 +165,7 @@ class Gate:
     @staticmethod
     async def _probe(name: str, probe: Probe) -> Toolchain | str:
         try:
-            found = await asyncio.wait_for(probe(name), PROBE_TIMEOUT)
+            found = await wait_for(probe(name), PROBE_TIMEOUT)
         except (KdistError, OSError, asyncio.TimeoutError) as exc:
             return str(exc) or f"{name}: no answer to `go version` in {PROBE_TIMEOUT:g}s"
         return found if found.go else f"{name}: toolchain missing (no `go` on its PATH)"

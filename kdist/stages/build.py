@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kdist.aio import wait_for
 from kdist.errors import InfraError
 from kdist.model import CommandResult, Deadlines, Slice
 from kdist.remote import hostside
@@ -90,7 +91,7 @@ class NativeRunner:
             return  # the local transport kills the process group when the run is cancelled
         argv = hostside.kill_attempt(workdir, attempt, grace)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.transport.run(argv, timeout=KILL_TIMEOUT), KILL_TIMEOUT)
+            await wait_for(self.transport.run(argv, timeout=KILL_TIMEOUT), KILL_TIMEOUT)
 
     def close(self) -> None:
         """Nothing to release: the transport is the run's."""

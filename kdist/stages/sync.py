@@ -7,6 +7,7 @@ import posixpath
 import time
 from pathlib import Path
 
+from kdist.aio import wait_for
 from kdist.errors import InfraError, OutputTooLarge, TransferError
 from kdist.model import Limits
 from kdist.remote import hostside
@@ -82,14 +83,14 @@ async def take_lock(transport: Transport, workdir: str, run_id: str, wait: float
     # never answers is "cannot lock", not a wait for ever.
     deadline = time.monotonic() + wait + LOCK_SLACK
     try:
-        holder = await asyncio.wait_for(
+        holder = await wait_for(
             transport.spawn(hostside.hold_lock(workdir, run_id, wait)), wait + LOCK_SLACK
         )
     except asyncio.TimeoutError:
         msg = f"{transport.host.name}: cannot lock {workdir}: no answer in {wait + LOCK_SLACK:g}s"
         raise InfraError(msg) from None
     try:
-        line = await asyncio.wait_for(holder.readline(), max(deadline - time.monotonic(), 0.0))
+        line = await wait_for(holder.readline(), max(deadline - time.monotonic(), 0.0))
     except asyncio.TimeoutError:
         line = ""
     if len(line.rstrip("\n")) > LINE_LIMIT:  # cut by the transport: no honest answer is that long

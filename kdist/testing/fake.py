@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdist.aio import wait_for
 from kdist.errors import CommandTimeout, ConnectError, ConnectionLost, OutputTooLarge
 from kdist.model import UNAME_TO_GOARCH, CommandResult, Host, Platform, TransferDeadline
 from kdist.remote import hostside, probe
@@ -162,7 +163,7 @@ class FakeTransport:
         start = time.monotonic()
         collector = OutputCollector(sink, max_output=max_output)
         try:
-            code = await asyncio.wait_for(self._perform(call, collector), timeout)
+            code = await wait_for(self._perform(call, collector), timeout)
         except asyncio.TimeoutError as exc:
             msg = f"{self.host.name}: {argv[0]} did not finish within {timeout:g}s; stopped"
             raise CommandTimeout(msg) from exc
@@ -313,7 +314,7 @@ class FakeTransport:
     ) -> CommandResult:
         collector = OutputCollector(None)
         try:
-            code = await asyncio.wait_for(self._play(Call("run", argv), reply, collector), timeout)
+            code = await wait_for(self._play(Call("run", argv), reply, collector), timeout)
         except asyncio.TimeoutError as exc:
             msg = f"{self.host.name}: rsync did not finish within {timeout:g}s; stopped"
             raise CommandTimeout(msg) from exc

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from kdist.aio import wait_for
+
 HANDOFF_TIMEOUT = 10.0  # a helper that connects and sends nothing is dropped after this
 HEADER_LIMIT = 1 << 20
 PIPE_BUFFER = 4 << 20  # bytes kdist holds for rsync before it pauses the channel
@@ -227,7 +229,7 @@ class Listener:
     async def _take(self, conn: socket.socket) -> None:
         with conn:
             try:
-                handoff = await asyncio.wait_for(_receive(conn), HANDOFF_TIMEOUT)
+                handoff = await wait_for(_receive(conn), HANDOFF_TIMEOUT)
             except (OSError, ValueError, KeyError, asyncio.TimeoutError):
                 return  # the helper reports that kdist did not take the session
             with contextlib.suppress(OSError):

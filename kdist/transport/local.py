@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
+from kdist.aio import wait_for
 from kdist.errors import CommandTimeout, HeadNodeError, OutputTooLarge
 from kdist.model import CommandResult, Host, TransferDeadline
 from kdist.remote.argv import mkdir, rsync_pull, rsync_push
@@ -125,7 +126,7 @@ class _LocalSpawned:
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         try:
-            await asyncio.wait_for(self._proc.wait(), 5)
+            await wait_for(self._proc.wait(), 5)
         except asyncio.TimeoutError:
             await _stop(self._proc)
 
@@ -198,7 +199,7 @@ async def _finish(
     """Feed stdin, collect output, wait; past `timeout` kill the group (CommandTimeout)."""
     start = time.monotonic()
     try:
-        returncode = await asyncio.wait_for(
+        returncode = await wait_for(
             _communicate(proc, stdin, collector, hold_stdin), timeout
         )
     except asyncio.TimeoutError as exc:
@@ -261,7 +262,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     _kill_group(proc)
     if proc.stdout is not None:
         with contextlib.suppress(asyncio.TimeoutError, OSError):
-            await asyncio.wait_for(_drain(proc.stdout), DRAIN_TIMEOUT)
+            await wait_for(_drain(proc.stdout), DRAIN_TIMEOUT)
     await proc.wait()
 
 

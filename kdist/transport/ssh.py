@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncssh
 
+from kdist.aio import wait_for
 from kdist.errors import (
     CommandTimeout,
     ConfigError,
@@ -144,7 +145,7 @@ class SshTransport:
     ) -> asyncssh.SSHClientConnection:
         where, limit = self._where(hop), self._timeout(hop)
         try:
-            return await asyncio.wait_for(
+            return await wait_for(
                 asyncssh.connect(hop.alias, **self._connect_args(hop, tunnel, known_hosts)), limit
             )
         except asyncssh.HostKeyNotVerifiable:
@@ -258,7 +259,7 @@ class SshTransport:
     ) -> str:
         """The key the host offers for the algorithms on record (a second, unauthenticated look)."""
         try:
-            key = await asyncio.wait_for(
+            key = await wait_for(
                 asyncssh.get_server_host_key(
                     hop.address,
                     hop.port,
@@ -349,9 +350,9 @@ class SshTransport:
             opening = conn.create_process(
                 command, stderr=asyncssh.STDOUT, encoding="utf-8", errors=HOST_ERRORS
             )
-            proc = opened = await asyncio.wait_for(opening, timeout)
+            proc = opened = await wait_for(opening, timeout)
             left = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
-            returncode = await asyncio.wait_for(
+            returncode = await wait_for(
                 _communicate(opened, stdin, collector, hold_stdin), left
             )
         except asyncio.TimeoutError as exc:
@@ -456,7 +457,7 @@ class SshTransport:
         local = str(Path(self._private_dir()) / f"fwd{len(self._forwards)}")
         limit = self._timeout(self.host.endpoint)  # a channel open the sshd never answers
         try:
-            _, probe = await asyncio.wait_for(conn.open_unix_connection(remote_path), limit)
+            _, probe = await wait_for(conn.open_unix_connection(remote_path), limit)
             probe.close()
         except (asyncio.TimeoutError, TimeoutError) as exc:
             msg = f"{self.label}: no answer to opening {remote_path} over SSH within {limit:g}s"
