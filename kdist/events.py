@@ -94,6 +94,14 @@ class Span:
 
 
 @dataclass(frozen=True)
+class HostSetup:
+    """A host's setup (connect, lock, sync, toolchain) began, or ended (`done`, ok or not)."""
+
+    host: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
 class SliceFinished:
     """A slice ended (ok or not); its result is final."""
 
@@ -144,6 +152,7 @@ Event = (
     | LogTruncated
     | Transfer
     | Span
+    | HostSetup
     | SliceFinished
     | Estimate
     | Hedged

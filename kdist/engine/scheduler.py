@@ -20,7 +20,7 @@ from kdist.engine import placement, plan
 from kdist.engine.estimate import Estimates
 from kdist.engine.queue import Clock, SliceQueue
 from kdist.errors import InfraError, PlanError
-from kdist.events import Estimate, Note, Reporter
+from kdist.events import Estimate, HostSetup, Note, Reporter
 from kdist.model import Host, Plan, Platform, Slice
 from kdist.stages.build import Runner
 from kdist.transport import Spawned, Transport
@@ -89,6 +89,7 @@ class Scheduler:
                 continue
             self.queue.setting_up.add(name)
             self.queue.warmed.add(name)
+            self.reporter.emit(HostSetup(name))
             task = asyncio.ensure_future(self.session(name))
             task.add_done_callback(functools.partial(self._warmed, name=name))
             self._warming.append(task)
@@ -96,6 +97,7 @@ class Scheduler:
     def _warmed(self, task: asyncio.Future[HostSession], name: str) -> None:
         if not task.cancelled():
             task.exception()  # looked at here; the slice's own attempt reports it
+        self.reporter.emit(HostSetup(name, done=True))
         self.queue.ready(name)
 
     def _estimate(self) -> None:

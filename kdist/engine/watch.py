@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdist.events import Estimate, Event, LogTruncated, Note, PhaseStarted, Reporter, SliceFinished
+from kdist.events import (
+    Estimate,
+    Event,
+    HostSetup,
+    LogTruncated,
+    Note,
+    PhaseStarted,
+    Reporter,
+    SliceFinished,
+)
 
 # How each phase of a slice reads after "stopped": the slice waits in `sync` for its host's
 # connection, lock and sync; `package` happens on this machine.
@@ -36,6 +45,9 @@ class RunWatch:
         self.stage = "slices"  # then "tests", then "publish" (set by the pipeline)
         self.test_host = ""
         self._doing: dict[str, _Doing] = {}  # slice key -> what it is doing
+        # Hosts being set up (False), or set up with no attempt begun there yet (True): the
+        # queue grants a host's slots once it is ready, a moment before an attempt says so.
+        self._hosts: dict[str, bool] = {}
         self.estimates: list[tuple[float, float]] = []  # (Unix time, seconds left) as it moved
 
     def emit(self, event: Event) -> None:
@@ -44,10 +56,13 @@ class RunWatch:
             case Note(text=text) | LogTruncated(text=text):
                 self.notes.append(text)
             case PhaseStarted(key=key, phase=phase, host=host, attempt=attempt):
+                self._hosts.pop(host, None)
                 before = self._doing.get(key, _Doing("", "", 1))
                 self._doing[key] = _Doing(host or before.host, phase, attempt or before.attempt)
             case SliceFinished(result=result):
                 self._doing.pop(result.slice.key, None)
+            case HostSetup(host=host, done=done):
+                self._hosts[host] = done
             case Estimate(remaining=remaining, at=at):
                 self._estimated(at, remaining)
         self.inner.emit(event)
@@ -70,7 +85,8 @@ class RunWatch:
             return [f"{self.test_host}: stopped the unit tests"]
         if self.stage == "publish":
             return ["this machine: stopped publishing (the previous release-tars/ is untouched)"]
-        by_host: dict[str, list[str]] = {}
+        setup = {False: "while connecting and syncing", True: "before its first build began"}
+        by_host: dict[str, list[str]] = {h: [setup[ready]] for h, ready in self._hosts.items()}
         for key, doing in self._doing.items():
             platform = key.replace("-", "/", 1)
             if doing.phase == "package":

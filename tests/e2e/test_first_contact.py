@@ -256,6 +256,10 @@ def test_ctrl_c_during_sync_says_per_host_what_stopped(farm: Farm, tmp_path: Pat
     """SIGINT while the tree syncs: one line per host, 'interrupted', exit 130, no traceback."""
     source = make_project("generic", tmp_path / "cri-tools", "v0.9.1")
     (source / "blob.bin").write_bytes(os.urandom(32 << 20))  # keeps rsync busy for a while
+    profile = source / "kdist.yaml"  # a build that waits: a host done syncing is not done at all
+    profile.write_text(profile.read_text().replace(
+        "build: make binaries", "build: sh -c 'sleep 60; exec \"$@\"' build make binaries"
+    ))  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "kdist", "release", "--source", str(source), "--hosts",
          str(farm.inventory_path), "--platforms", "linux/amd64,linux/arm64", "--skip-tests"],
@@ -268,12 +272,14 @@ def test_ctrl_c_during_sync_says_per_host_what_stopped(farm: Farm, tmp_path: Pat
         assert line, "kdist ended before syncing"
         seen += line
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    rest, err = proc.communicate(timeout=120)
+    seen += rest
     assert proc.returncode == 130, err
     lines = err.splitlines()
     assert lines[0].startswith("kdist: stopping remote builds")
-    assert sorted(ln.split(":")[1].strip() for ln in lines[1:-1]) == ["h1", "h2"], err
+    assert sorted(ln.split(":")[1].strip() for ln in lines[1:-1]) == ["h1", "h2"], err + seen
     assert all(": stopped " in ln for ln in lines[1:-1]), err
+    assert any("syncing" in ln or "build of" in ln for ln in lines[1:-1]), err
     assert lines[-1] == "kdist: interrupted"
 
 

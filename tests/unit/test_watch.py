@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdist.engine.watch import RunWatch
-from kdist.events import Event, Note, PhaseStarted, SliceFinished
+from kdist.events import Event, HostSetup, Note, PhaseStarted, SliceFinished
 from kdist.model import Platform, Slice, SliceResult, Status
 from kdist.testing.reporter import RecordingReporter
 
@@ -53,3 +53,19 @@ def test_stopped_during_tests_or_publish_names_that_stage() -> None:
     assert watch.stopped() == ["h2: stopped the unit tests"]
     watch.stage = "publish"
     assert watch.stopped()[0].startswith("this machine: stopped publishing")
+
+
+def test_hosts_being_set_up_are_named_when_stopped() -> None:
+    """Ctrl-C while hosts connect and sync (no slice there yet): one line per such host."""
+    watch = RunWatch(RecordingReporter())
+    for event in (HostSetup("h1"), HostSetup("h2"), HostSetup("h2", done=True)):
+        watch.emit(event)
+    assert watch.stopped() == [
+        "h1: stopped while connecting and syncing",
+        "h2: stopped before its first build began",
+    ]
+    watch.emit(PhaseStarted("linux-arm64", "build", "h2", 1))  # h2's attempt says what it does
+    assert watch.stopped() == [
+        "h1: stopped while connecting and syncing",
+        "h2: stopped the build of linux/arm64 (attempt 1)",
+    ]
