@@ -102,7 +102,8 @@ async def remote_manifest(
     argv = hostside.manifest(slc.artifacts, slc.workdir, attempt, size, files)
     try:
         result = await transport.run(
-            argv, max_output=limits.manifest_bytes, timeout=limits.command_timeout
+            argv, max_output=limits.manifest_bytes, timeout=limits.command_timeout,
+            stdout_only=True,  # what a host's shell start-up prints on stderr is no entry
         )
     except OutputTooLarge as exc:
         msg = (

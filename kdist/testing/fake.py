@@ -156,6 +156,7 @@ class FakeTransport:
         timeout: float | None = None,
         hold_stdin: bool = False,
         max_output: int | None = None,
+        stdout_only: bool = False,  # a fake host's shell prints nothing of its own
     ) -> CommandResult:
         """Answer argv from the rules or the built-in host helpers."""
         self._check_link(argv)

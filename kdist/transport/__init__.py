@@ -46,6 +46,22 @@ Progress = Callable[[int], None]  # bytes a transfer has moved so far, on the wi
 TAIL_LINES = 200
 LINE_LIMIT = Limits.line_limit  # characters of one output line kept (the default, once)
 READ_CHUNK = 64 * 1024  # what a transport reads of a command's output at a time
+STDERR_KEPT = 64 * 1024  # characters of a stdout_only command's stderr kept (its end)
+
+
+class StderrTail:
+    """The last STDERR_KEPT characters of a stream, fed in chunks (memory stays bounded)."""
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def feed(self, chunk: str) -> None:
+        """Add a chunk; only the end is kept."""
+        self._text = (self._text + chunk)[-STDERR_KEPT:]
+
+    def text(self) -> str:
+        """What was kept."""
+        return self._text
 
 
 class Spawned(Protocol):
@@ -78,6 +94,7 @@ class Transport(Protocol):
         timeout: float | None = None,
         hold_stdin: bool = False,
         max_output: int | None = None,
+        stdout_only: bool = False,
     ) -> CommandResult:
         """Run argv in `cwd` with `env` added, streaming lines to `sink`; exit codes are data.
 
@@ -87,6 +104,9 @@ class Transport(Protocol):
         more than `max_output` characters is stopped and OutputTooLarge raised.
         With `hold_stdin` the command's stdin stays open until it exits: host-side guards take
         its EOF (the channel closing, the head node gone) as the order to stop the build.
+        Output is stdout and stderr merged, as a terminal shows them; with `stdout_only` (for
+        output kdist parses) stderr is kept apart, in the result's `stderr` (its last
+        STDERR_KEPT characters): what a host's shell start-up writes there is no data.
         """
 
     async def spawn(self, argv: Sequence[str]) -> Spawned:

@@ -25,6 +25,7 @@ from kdist.transport import (
     OutputCollector,
     Progress,
     Spawned,
+    StderrTail,
     names_file,
 )
 
@@ -52,13 +53,15 @@ class LocalTransport:
         timeout: float | None = None,
         hold_stdin: bool = False,
         max_output: int | None = None,
+        stdout_only: bool = False,
     ) -> CommandResult:
         """Run argv as a subprocess in its own process group, streaming merged output.
 
         A command that cannot start exits 127, as it would under a shell.
         """
+        piped = stdin is not None or hold_stdin
         try:
-            proc = await _start(argv, cwd, env, piped=stdin is not None or hold_stdin)
+            proc = await _start(argv, cwd, env, piped=piped, stderr_apart=stdout_only)
         except OSError as exc:
             return CommandResult(tuple(argv), 127, f"kdist: cannot run {argv[0]}: {exc}")
         collector = OutputCollector(sink, max_output=max_output)
@@ -173,8 +176,19 @@ def local_write_fault(output: str) -> str:
     return ""
 
 
+async def _keep(read: Callable[[int], Awaitable[str]], tail: StderrTail) -> None:
+    """Read a stream to its end, keeping its last characters."""
+    while chunk := await read(READ_CHUNK):
+        tail.feed(chunk)
+
+
 async def _start(
-    argv: Sequence[str], cwd: str | None, env: Mapping[str, str] | None, *, piped: bool
+    argv: Sequence[str],
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    *,
+    piped: bool,
+    stderr_apart: bool = False,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *argv,
@@ -182,7 +196,7 @@ async def _start(
         env={**os.environ, **(env or {})},
         stdin=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE if stderr_apart else asyncio.subprocess.STDOUT,
         start_new_session=True,  # so a timeout or Ctrl-C can kill the whole build tree
     )
 
@@ -198,9 +212,10 @@ async def _finish(
 ) -> CommandResult:
     """Feed stdin, collect output, wait; past `timeout` kill the group (CommandTimeout)."""
     start = time.monotonic()
+    apart = StderrTail() if proc.stderr is not None else None
     try:
         returncode = await wait_for(
-            _communicate(proc, stdin, collector, hold_stdin), timeout
+            _communicate(proc, stdin, collector, hold_stdin, apart), timeout
         )
     except asyncio.TimeoutError as exc:
         await _stop(proc)
@@ -213,7 +228,8 @@ async def _finish(
     except asyncio.CancelledError:
         await _stop(proc)
         raise
-    return CommandResult(tuple(argv), returncode, collector.text(), "", time.monotonic() - start)
+    kept = apart.text() if apart is not None else ""
+    return CommandResult(tuple(argv), returncode, collector.text(), kept, time.monotonic() - start)
 
 
 async def _communicate(
@@ -221,6 +237,7 @@ async def _communicate(
     stdin: str | None,
     collector: OutputCollector,
     hold_stdin: bool,
+    apart: StderrTail | None = None,
 ) -> int:
     if stdin is not None and proc.stdin is not None:
         proc.stdin.write(stdin.encode())
@@ -228,9 +245,18 @@ async def _communicate(
     if proc.stdin is not None and not hold_stdin:
         proc.stdin.close()
     assert proc.stdout is not None
+    errors = None
+    if apart is not None and proc.stderr is not None:  # read at once, or a full pipe blocks it
+        errors = asyncio.ensure_future(_keep(_decoded(proc.stderr), apart))
     read = _decoded(proc.stdout)
-    while chunk := await read(READ_CHUNK):
-        collector.feed_text(chunk)
+    try:
+        while chunk := await read(READ_CHUNK):
+            collector.feed_text(chunk)
+        if errors is not None:
+            await errors
+    finally:
+        if errors is not None:
+            errors.cancel()
     collector.close()
     code = await proc.wait()
     if proc.stdin is not None:

@@ -50,6 +50,7 @@ from kdist.transport import (
     Progress,
     Spawned,
     SshOptions,
+    StderrTail,
     names_file,
     rsh,
 )
@@ -332,6 +333,7 @@ class SshTransport:
         timeout: float | None = None,
         hold_stdin: bool = False,
         max_output: int | None = None,
+        stdout_only: bool = False,
     ) -> CommandResult:
         """Run argv on the host (quoted once, here), streaming merged output to `sink`."""
         conn = self._connection()
@@ -347,13 +349,15 @@ class SshTransport:
             # and kdist.text shows each one as \xNN.
             # The deadline covers opening the channel too: a hostile sshd may answer
             # keepalives and never the channel open.
+            stderr = asyncssh.PIPE if stdout_only else asyncssh.STDOUT
             opening = conn.create_process(
-                command, stderr=asyncssh.STDOUT, encoding="utf-8", errors=HOST_ERRORS
+                command, stderr=stderr, encoding="utf-8", errors=HOST_ERRORS
             )
             proc = opened = await wait_for(opening, timeout)
             left = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
+            apart = StderrTail() if stdout_only else None
             returncode = await wait_for(
-                _communicate(opened, stdin, collector, hold_stdin), left
+                _communicate(opened, stdin, collector, hold_stdin, apart), left
             )
         except asyncio.TimeoutError as exc:
             if timeout is not None and time.monotonic() - start >= timeout:
@@ -368,8 +372,9 @@ class SshTransport:
         finally:
             if proc is not None:
                 proc.close()  # on timeout or cancel, this is what tells a guard to stop
+        kept = apart.text() if apart is not None else ""
         return CommandResult(
-            tuple(argv), returncode, collector.text(), "", time.monotonic() - start
+            tuple(argv), returncode, collector.text(), kept, time.monotonic() - start
         )
 
     async def spawn(self, argv: Sequence[str]) -> Spawned:
@@ -504,18 +509,32 @@ async def _communicate(
     stdin: str | None,
     collector: OutputCollector,
     hold_stdin: bool,
+    apart: StderrTail | None = None,
 ) -> int:
     if stdin is not None:
         proc.stdin.write(stdin)
     if not hold_stdin:
         proc.stdin.write_eof()
-    while chunk := await proc.stdout.read(READ_CHUNK):
-        collector.feed_text(chunk)
+    errors = asyncio.ensure_future(_read_into(proc.stderr, apart)) if apart else None
+    try:
+        while chunk := await proc.stdout.read(READ_CHUNK):
+            collector.feed_text(chunk)
+        if errors is not None:
+            await errors
+    finally:
+        if errors is not None:
+            errors.cancel()
     collector.close()
     done = await proc.wait()
     if done.exit_status is not None:
         return done.exit_status
     return 128 + 9 if done.exit_signal else 255  # killed by a signal, or the channel dropped
+
+
+async def _read_into(stream: asyncssh.SSHReader[str], tail: StderrTail) -> None:
+    """Read a stream to its end, keeping its last characters."""
+    while chunk := await stream.read(READ_CHUNK):
+        tail.feed(chunk)
 
 
 class _SshSpawned:

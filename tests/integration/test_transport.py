@@ -20,9 +20,9 @@ from kdist.errors import (
     HeadNodeError,
     OutputTooLarge,
 )
-from kdist.model import LOCAL_HOST, Host, Limits
+from kdist.model import LOCAL_HOST, CommandResult, Host, Limits
 from kdist.testing.devfarm import DEFAULT_PORT, Farm
-from kdist.transport import SshOptions, Transport, open_transport
+from kdist.transport import STDERR_KEPT, SshOptions, Transport, open_transport
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -87,6 +87,25 @@ def test_a_flood_stops_at_max_output_and_a_long_line_is_cut(transport: Transport
     assert lines[0].endswith(
         f"[kdist: {4194304 - Limits().line_limit} more characters of this line dropped]"
     )
+
+
+def test_stdout_only_keeps_stderr_apart(transport: Transport) -> None:
+    """Output kdist parses comes from stdout alone; stderr (a login shell's noise) is kept apart."""
+    script = "echo noise >&2; echo data; head -c 200000 /dev/zero | tr '\\0' e >&2; echo more"
+
+    async def go() -> tuple[CommandResult, CommandResult]:
+        await transport.connect()
+        try:
+            apart = await transport.run(["sh", "-c", script], stdout_only=True, max_output=1 << 20)
+            merged = await transport.run(["sh", "-c", "echo noise >&2; echo data"])
+            return apart, merged
+        finally:
+            await transport.close()
+
+    apart, merged = _run(go)
+    assert apart.ok and apart.stdout.splitlines() == ["data", "more"]
+    assert apart.stderr.startswith("e") and len(apart.stderr) <= STDERR_KEPT  # its end, bounded
+    assert "noise" in merged.stdout and "data" in merged.stdout  # merged, as a terminal shows
 
 
 def test_cwd_env_and_stdin_arrive_literally(transport: Transport, tmp_path: Path) -> None:
