@@ -63,6 +63,11 @@ class StderrTail:
         """What was kept."""
         return self._text
 
+    async def drain(self, read: Callable[[int], Awaitable[str]]) -> None:
+        """Read a stream to its end (`read(n)` gives '' there), keeping its last characters."""
+        while chunk := await read(READ_CHUNK):
+            self.feed(chunk)
+
 
 class Spawned(Protocol):
     """A command left running on a host until `close()` ends its stdin."""

@@ -176,12 +176,6 @@ def local_write_fault(output: str) -> str:
     return ""
 
 
-async def _keep(read: Callable[[int], Awaitable[str]], tail: StderrTail) -> None:
-    """Read a stream to its end, keeping its last characters."""
-    while chunk := await read(READ_CHUNK):
-        tail.feed(chunk)
-
-
 async def _start(
     argv: Sequence[str],
     cwd: str | None,
@@ -247,7 +241,7 @@ async def _communicate(
     assert proc.stdout is not None
     errors = None
     if apart is not None and proc.stderr is not None:  # read at once, or a full pipe blocks it
-        errors = asyncio.ensure_future(_keep(_decoded(proc.stderr), apart))
+        errors = asyncio.ensure_future(apart.drain(_decoded(proc.stderr)))
     read = _decoded(proc.stdout)
     try:
         while chunk := await read(READ_CHUNK):

@@ -515,7 +515,7 @@ async def _communicate(
         proc.stdin.write(stdin)
     if not hold_stdin:
         proc.stdin.write_eof()
-    errors = asyncio.ensure_future(_read_into(proc.stderr, apart)) if apart else None
+    errors = asyncio.ensure_future(apart.drain(proc.stderr.read)) if apart else None
     try:
         while chunk := await proc.stdout.read(READ_CHUNK):
             collector.feed_text(chunk)
@@ -529,12 +529,6 @@ async def _communicate(
     if done.exit_status is not None:
         return done.exit_status
     return 128 + 9 if done.exit_signal else 255  # killed by a signal, or the channel dropped
-
-
-async def _read_into(stream: asyncssh.SSHReader[str], tail: StderrTail) -> None:
-    """Read a stream to its end, keeping its last characters."""
-    while chunk := await stream.read(READ_CHUNK):
-        tail.feed(chunk)
 
 
 class _SshSpawned:
